@@ -1,0 +1,1 @@
+"""HTTP edge of the VoP responder: app factory, routes, wire schemas, errors, CLI."""

@@ -1,0 +1,27 @@
+"""Granian's target: ``app.asgi:app_from_env`` (factory) builds the app in each worker process."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Litestar
+
+from app.factory import create_app
+from app.settings import SettingsError, settings_from
+from matching.index import AccountIndex
+from matching.sources.parquet import load_index
+
+
+def app_from_env() -> Litestar:
+    settings = settings_from()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    source = settings.index
+    if not source:
+        raise SettingsError("VOP_INDEX is not set (vop serve sets it to the demo snapshot)")
+    if not source.endswith(".parquet"):
+        raise SettingsError(f"VOP_INDEX must be a .parquet snapshot path, got {source!r}")
+
+    def load() -> AccountIndex:
+        return load_index(source, progress=logging.getLogger("vop.index").info)
+
+    return create_app(settings, loader=load)

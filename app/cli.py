@@ -1,0 +1,153 @@
+"""``vop``: serve the API, write demo data, score the matcher.
+
+Exit codes: 0 success, 1 the work ran but failed its check (eval below --fail-under), 2 bad usage
+or configuration (argparse's convention), 3 runtime failure (unreadable snapshot, bind error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_RUNTIME) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _env_help(name: str) -> str:
+    return f"[env VOP_{name.upper()}]"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    from app.demo import curl_example, ensure_demo_snapshot
+    from app.settings import settings_from
+
+    settings = settings_from(
+        host=args.host, port=args.port, workers=args.workers, index=args.index,
+        psp_bics=args.psp_bics, data_dir=args.data_dir, log_level=args.log_level,
+    )
+    if settings.index and settings.index.startswith(("redis://", "rediss://")):
+        raise CliError("VOP_INDEX: Redis index sources are not supported by this build; use a .parquet file",
+                       EXIT_USAGE)
+    if settings.index and not Path(settings.index).is_file():
+        raise CliError(f"VOP_INDEX: snapshot file not found: {settings.index}", EXIT_USAGE)
+    index_path = Path(settings.index) if settings.index else ensure_demo_snapshot(settings)
+    # Workers are separate processes that read their settings from the environment.
+    os.environ.update({
+        "VOP_HOST": settings.host, "VOP_PORT": str(settings.port), "VOP_WORKERS": str(settings.workers),
+        "VOP_INDEX": str(index_path), "VOP_PSP_BICS": ",".join(settings.psp_bics),
+        "VOP_DATA_DIR": settings.data_dir, "VOP_LOG_LEVEL": settings.log_level,
+    })
+    if not settings.index:
+        print(f"Serving the demo index {index_path} (partyAgent BIC {settings.psp_bics[0]}). Try:\n")
+        print(curl_example(index_path, settings.replace(index=str(index_path))), "\n", flush=True)
+    server = Granian(
+        "app.asgi:app_from_env",
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        loop=Loops.uvloop,
+        factory=True,
+        log_level=settings.log_level,  # type: ignore[arg-type]
+        respawn_failed_workers=True,
+    )
+    server.serve()
+    return EXIT_OK
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from app.demo import write_demo_snapshot
+
+    if args.accounts < 1:
+        raise CliError("--accounts must be at least 1", EXIT_USAGE)
+    write_demo_snapshot(args.accounts, Path(args.out), seed=args.seed)
+    print(f"wrote {args.accounts:,} accounts to {args.out}")
+    return EXIT_OK
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from app.evaluate import CasesError, evaluate, read_cases, render
+
+    path = Path(args.cases)
+    if not path.is_file():
+        raise CliError(f"cases file not found: {path}", EXIT_USAGE)
+    try:
+        report = evaluate(read_cases(path), show_progress=not args.json)
+    except CasesError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) if args.json else render(report))
+    if args.fail_under is not None and (report.accuracy * 100 < args.fail_under or report.false_mtch):
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vop", description="Verification of Payee responder")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="serve the VoP API on granian",
+                           description="Serve the VoP API. Flags override the VOP_* environment.")
+    serve.add_argument("--host", help=f"bind address (default 127.0.0.1) {_env_help('host')}")
+    serve.add_argument("--port", type=int, help=f"port (default 8080) {_env_help('port')}")
+    serve.add_argument("--workers", type=int, help=f"worker processes (default 1) {_env_help('workers')}")
+    serve.add_argument("--index", help=f"Parquet snapshot; unset: generated demo index {_env_help('index')}")
+    serve.add_argument("--psp-bics", help=f"comma-separated BICs answered for {_env_help('psp_bics')}")
+    serve.add_argument("--data-dir", help=f"folder for generated files (default var) {_env_help('data_dir')}")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                       help=f"log level {_env_help('log_level')}")
+    serve.set_defaults(func=_serve)
+
+    demo = sub.add_parser("demo-data", help="write a demo snapshot (Parquet)",
+                          description="Write a deterministic demo snapshot of realistic accounts.")
+    demo.add_argument("--accounts", type=int, default=100_000, help="number of accounts (default 100000)")
+    demo.add_argument("--out", required=True, help="output .parquet path")
+    demo.add_argument("--seed", type=int, default=None, help="generator seed (default: the demo seed)")
+    demo.set_defaults(func=_demo_data)
+
+    ev = sub.add_parser("eval", help="score the matcher on a labelled cases file",
+                        description="Replay a cases CSV (format of shared/eval/dev_cases.csv) through the API path.")
+    ev.add_argument("cases", help="cases CSV")
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
+    ev.add_argument("--fail-under", type=float, metavar="PCT",
+                    help="exit 1 if accuracy is below PCT percent or any false MTCH occurs")
+    ev.set_defaults(func=_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from app.settings import SettingsError
+
+    args = build_parser().parse_args(argv)
+    if getattr(args, "seed", 0) is None:
+        from bench.datagen import DEMO_SEED
+
+        args.seed = DEMO_SEED
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(f"vop: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as exc:
+        print(f"vop: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"vop: error: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())

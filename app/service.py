@@ -1,0 +1,49 @@
+"""From a decoded wire request to a wire response: validation, matching, shaping the answer.
+
+The HTTP route and ``vop eval`` both call ``Verifier.answer``, so they share one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from app.index_holder import IndexHolder
+from app.problems import ProblemError
+from app.validation import to_check
+from app.wire import VerificationRequest, VerificationResponse
+from matching.model import Outcome
+from matching.policy import DEFAULT_SETTINGS, MatchSettings
+from matching.verify import verify
+
+
+def normalise_bics(bics: Iterable[str]) -> frozenset[str]:
+    return frozenset(b.upper() + ("XXX" if len(b) == 8 else "") for b in bics)
+
+
+def to_response(outcome: Outcome) -> VerificationResponse:
+    if outcome.kind == "id":
+        return VerificationResponse(party_id_match=outcome.code)  # type: ignore[arg-type]
+    if outcome.code == "CMTC":
+        return VerificationResponse(party_name_match="CMTC", matched_name=outcome.matched_name)
+    return VerificationResponse(party_name_match=outcome.code)
+
+
+class Verifier:
+    def __init__(
+        self, holder: IndexHolder, psp_bics: Iterable[str], settings: MatchSettings = DEFAULT_SETTINGS
+    ) -> None:
+        self.holder = holder
+        self.psp_bics = normalise_bics(psp_bics)
+        self.settings = settings
+
+    def outcome(self, request: VerificationRequest) -> Outcome:
+        check = to_check(request, self.psp_bics)
+        index = self.holder.current
+        if index is None:
+            raise ProblemError(
+                "SERVICE_UNAVAILABLE", "account index is not loaded yet", 503, {"Retry-After": "1"}
+            )
+        return verify(index, [check], self.settings)[0]
+
+    def answer(self, request: VerificationRequest) -> VerificationResponse:
+        return to_response(self.outcome(request))

@@ -1,0 +1,101 @@
+"""Service configuration: one msgspec Struct, read from ``VOP_*`` environment variables.
+
+Every field has a ``vop serve`` flag of the same name (``VOP_PSP_BICS`` ↔ ``--psp-bics``); the CLI
+overlays flags on top of the environment, so the two always agree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+ENV_PREFIX = "VOP_"
+DEMO_BIC = "VOPBDEFFXXX"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed (one readable line)."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    # Parquet snapshot path; unset: a generated demo snapshot under ``data_dir``.
+    index: str | None = None
+    # BICs this responder answers for (partyAgent must be one of them).
+    psp_bics: tuple[str, ...] = (DEMO_BIC,)
+    # Where generated files (demo snapshot) live; git-ignored.
+    data_dir: str = "var"
+    demo_accounts: int = 100_000
+    # Largest request body accepted, in bytes; larger bodies get 413.
+    max_body_bytes: int = 16_384
+    # How far X-Request-Timestamp may be from our clock, in seconds (TIMESTAMP_INVALID beyond).
+    max_clock_skew_s: float = 300.0
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"VOP_PORT must be 1-65535, got {self.port}")
+        if self.workers < 1:
+            raise SettingsError(f"VOP_WORKERS must be at least 1, got {self.workers}")
+        if not self.psp_bics:
+            raise SettingsError("VOP_PSP_BICS must name at least one BIC")
+        if self.max_body_bytes < 1024:
+            raise SettingsError(f"VOP_MAX_BODY_BYTES must be at least 1024, got {self.max_body_bytes}")
+        if self.max_clock_skew_s <= 0:
+            raise SettingsError("VOP_MAX_CLOCK_SKEW_S must be positive")
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+
+    def replace(self, **changes: Any) -> Settings:
+        return msgspec.structs.replace(self, **changes)
+
+
+def _field_types() -> dict[str, Any]:
+    return {f.name: f.type for f in msgspec.structs.fields(Settings)}
+
+
+def _coerce(name: str, raw: str, typ: Any) -> Any:
+    text = raw.strip()
+    if typ == tuple[str, ...]:
+        return tuple(part.strip().upper() for part in text.split(",") if part.strip())
+    if typ is int or typ == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be an integer, got {raw!r}") from None
+    if typ is float or typ == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be a number, got {raw!r}") from None
+    return text or None if "None" in str(typ) else text
+
+
+def settings_from(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from ``env`` (default: ``os.environ``) with explicit ``overrides`` (CLI flags) on top.
+
+    Overrides whose value is None are ignored, so unset flags fall through to the environment.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for name, typ in _field_types().items():
+        key = ENV_PREFIX + name.upper()
+        if key in env:
+            values[name] = _coerce(name, env[key], typ)
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        typ = _field_types()[name]
+        values[name] = _coerce(name, value, typ) if isinstance(value, str) else value
+    try:
+        return Settings(**values)
+    except (TypeError, msgspec.ValidationError) as exc:
+        raise SettingsError(str(exc)) from None

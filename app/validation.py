@@ -1,0 +1,105 @@
+"""Edge validation the wire schema cannot express: headers, IBAN, BIC, LEI, Latin-script names.
+
+Each check raises ``ProblemError`` with the scheme code and a one-line detail naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+
+from app.problems import ProblemError
+from app.wire import VerificationRequest
+from matching.iban import iban_problem
+from matching.model import Check
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|\+00:00)")
+_BIC = re.compile(r"[A-Z]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?")
+_LEI = re.compile(r"[A-Z0-9]{18}[0-9]{2}")
+# Latin script: ASCII letters, Latin-1 Supplement letters, Latin Extended-A/B, Latin Extended
+# Additional, combining diacritics (decomposed input); digits, spaces and name punctuation.
+_LATIN_NAME = re.compile(
+    "[A-Za-z0-9\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff\u0300-\u036f"
+    " \u00a0.,;:'\u2019\u2018\u02bc`\"\u201c\u201d\\-\u2010\u2011\u2013/&()+?!#@*_%$\u20ac\u00b0\u00ba\u00aa]+"
+)
+_HAS_ALNUM = re.compile("[A-Za-z0-9\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff]")
+
+
+def check_request_id(value: str | None) -> str:
+    if not value:
+        raise ProblemError("FORMAT_ERROR", "header X-Request-ID is required")
+    if not _UUID.fullmatch(value):
+        raise ProblemError("FORMAT_ERROR", "header X-Request-ID must be a UUID")
+    return value
+
+
+def check_timestamp(value: str | None, max_skew_s: float, now: float | None = None) -> None:
+    if not value:
+        raise ProblemError("TIMESTAMP_INVALID", "header X-Request-Timestamp is required")
+    if not _RFC3339_UTC.fullmatch(value):
+        raise ProblemError(
+            "TIMESTAMP_INVALID", "X-Request-Timestamp must be RFC 3339 in UTC, e.g. 2026-01-31T12:00:00Z"
+        )
+    text = value.upper().replace("Z", "+00:00")
+    if "." in text:  # datetime parses at most 6 fractional digits
+        head, _, tail = text.partition(".")
+        text = f"{head}.{tail[:-6][:6].ljust(6, '0')}{tail[-6:]}"
+    try:
+        ts = datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ProblemError("TIMESTAMP_INVALID", "X-Request-Timestamp is not a valid date and time") from None
+    skew = abs((time.time() if now is None else now) - ts)
+    if skew > max_skew_s:
+        raise ProblemError(
+            "TIMESTAMP_INVALID", f"X-Request-Timestamp is {skew:.0f} s from our clock (limit {max_skew_s:.0f} s)"
+        )
+
+
+def check_bic(value: str, field: str) -> str:
+    if not _BIC.fullmatch(value):
+        raise ProblemError("FORMAT_ERROR", f"{field} must be a BIC (8 or 11 upper-case letters/digits)")
+    return value if len(value) == 11 else value + "XXX"
+
+
+def check_name(value: str, field: str = "party.name") -> str:
+    if not _LATIN_NAME.fullmatch(value):
+        raise ProblemError("FORMAT_ERROR", f"{field} contains characters outside the Latin script")
+    if not _HAS_ALNUM.search(value):
+        raise ProblemError("FORMAT_ERROR", f"{field} must contain at least one letter or digit")
+    return value
+
+
+def check_lei(value: str) -> str:
+    lei = value.upper()
+    if not _LEI.fullmatch(lei) or int("".join(str(int(c, 36)) for c in lei)) % 97 != 1:
+        raise ProblemError("FORMAT_ERROR", "party.identification.organisationId.lei is not a valid LEI")
+    return lei
+
+
+def to_check(req: VerificationRequest, psp_bics: frozenset[str]) -> Check:
+    """Validate a decoded request and turn it into a domain ``Check``."""
+    iban = req.party_account.iban.upper()
+    problem = iban_problem(iban)
+    if problem:
+        raise ProblemError("FORMAT_ERROR", f"partyAccount.iban: {problem}")
+    check_bic(req.requesting_agent.financial_institution_id.bicfi, "requestingAgent.financialInstitutionId.bicfi")
+    agent = check_bic(req.party_agent.financial_institution_id.bicfi, "partyAgent.financialInstitutionId.bicfi")
+    if agent not in psp_bics:
+        raise ProblemError("FORMAT_ERROR", f"partyAgent {agent} is not served by this responder")
+    party = req.party
+    ident = party.identification
+    if ident is not None:
+        org = ident.organisation_id
+        if org.lei is None and org.any_bic is None and not org.others:
+            raise ProblemError(
+                "FORMAT_ERROR", "party.identification.organisationId needs lei, anyBIC or others"
+            )
+        lei = check_lei(org.lei) if org.lei is not None else None
+        any_bic = check_bic(org.any_bic, "organisationId.anyBIC") if org.any_bic is not None else None
+        others = tuple((o.scheme_name_code.upper(), o.identification) for o in org.others or ())
+        return Check(iban=iban, lei=lei, any_bic=any_bic, others=others)
+    if party.name is None:
+        raise ProblemError("FORMAT_ERROR", "party needs a name or an identification")
+    return Check(iban=iban, name=check_name(party.name))

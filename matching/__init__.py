@@ -1,0 +1,1 @@
+"""Domain core of the VoP responder: names, matching policy, account index. No HTTP here."""

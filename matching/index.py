@@ -1,0 +1,229 @@
+"""The account index: an immutable Arrow table plus a vectorised IBAN lookup.
+
+Built once from a snapshot table (DESIGN.md §3 contract), never mutated: a refresh builds a new
+``AccountIndex`` beside the current one and the holder swaps one reference.
+
+Layout (chosen by measurement, see ``bench/bench_index.py`` and bench/RESULTS.md):
+- rows sorted by IBAN; the IBANs as one fixed-width numpy bytes array, so a batch of lookups is a
+  single ``np.searchsorted`` (O(log n) per key, ~35 bytes per account, no Python object per key);
+- names and their normalised forms (``matching.normalize.prepare_registered``, computed once here)
+  as Arrow list columns, fetched for a whole batch with one ``take``;
+- type and status as uint8 codes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from matching.model import AccountStatus, AccountType
+from matching.normalize import prepare_registered
+
+TYPES: tuple[AccountType, ...] = ("person", "organisation")
+STATUSES: tuple[AccountStatus, ...] = ("active", "closed", "blocked")
+REQUIRED_COLUMNS = ("iban", "names", "type", "status")
+OPTIONAL_STRING_COLUMNS = ("lei", "any_bic")
+_version_counter = itertools.count(1)
+
+
+class IndexBuildError(ValueError):
+    """The snapshot breaks the data contract; nothing was built."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """What the matcher needs of one account (plain Python values)."""
+
+    type: AccountType
+    status: AccountStatus
+    names: list[str]
+    prepared: list[str]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AccountIndex:
+    version: int
+    source: str
+    built_at: float
+    build_seconds: float
+    keys: np.ndarray = field(repr=False)
+    names: pa.ListArray = field(repr=False)
+    prepared: pa.ListArray = field(repr=False)
+    types: np.ndarray = field(repr=False)
+    statuses: np.ndarray = field(repr=False)
+    lei: pa.Array = field(repr=False)
+    any_bic: pa.Array = field(repr=False)
+    org_ids: pa.ListArray = field(repr=False)
+
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+    # ---- lookups ---------------------------------------------------------------------------
+    def lookup(self, ibans: Sequence[str]) -> np.ndarray:
+        """Row of each IBAN, -1 where the IBAN is not held. One vectorised search per batch."""
+        n = len(self)
+        width = self.keys.dtype.itemsize
+        if n == 0 or not ibans:
+            return np.full(len(ibans), -1, dtype=np.int64)
+        encoded = [
+            s.encode("ascii", "replace") if len(s) <= width else b"\x00" for s in ibans
+        ]
+        query = np.array(encoded, dtype=self.keys.dtype)
+        pos = np.searchsorted(self.keys, query)
+        pos_clipped = np.minimum(pos, n - 1)
+        found = (pos < n) & (self.keys[pos_clipped] == query)
+        return np.where(found, pos_clipped, -1).astype(np.int64)
+
+    def registered(self, rows: Sequence[int] | np.ndarray) -> list[Registered]:
+        """Type, status, names and prepared names of each row (rows must be >= 0)."""
+        if len(rows) == 1:  # lone check: scalar access beats building a take() array
+            r = int(rows[0])
+            return [
+                Registered(
+                    TYPES[self.types[r]],
+                    STATUSES[self.statuses[r]],
+                    self.names[r].as_py(),
+                    self.prepared[r].as_py(),
+                )
+            ]
+        idx = pa.array(np.asarray(rows, dtype=np.int64))
+        names = self.names.take(idx).to_pylist()
+        prepared = self.prepared.take(idx).to_pylist()
+        types = self.types[np.asarray(rows, dtype=np.int64)]
+        statuses = self.statuses[np.asarray(rows, dtype=np.int64)]
+        return [
+            Registered(TYPES[t], STATUSES[s], n, p)
+            for t, s, n, p in zip(types.tolist(), statuses.tolist(), names, prepared, strict=True)
+        ]
+
+    def identifiers(self, row: int) -> tuple[str | None, str | None, list[str]]:
+        """(LEI, BIC, ["SCHEME:VALUE", …]) on record for one row."""
+        return self.lei[row].as_py(), self.any_bic[row].as_py(), self.org_ids[row].as_py() or []
+
+    def iban_at(self, row: int) -> str:
+        return bytes(self.keys[row]).decode("ascii")
+
+    # ---- build -----------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        table: pa.Table,
+        *,
+        source: str = "",
+        progress: Callable[[str], None] | None = None,
+    ) -> AccountIndex:
+        """Validate ``table`` against the snapshot contract and build an index from it.
+
+        Raises IndexBuildError naming the first offending rows; nothing is half-built.
+        """
+        started = time.perf_counter()
+        say = progress or (lambda _msg: None)
+        _check_columns(table)
+        n = table.num_rows
+        iban_col = table.column("iban").combine_chunks()
+        if iban_col.null_count:
+            raise IndexBuildError(f"{iban_col.null_count} rows have no iban")
+        keys_unsorted = np.array(iban_col.to_pylist(), dtype="S34") if n else np.empty(0, "S34")
+        width = max(int(pc.max(pc.utf8_length(iban_col)).as_py() or 1), 1) if n else 1
+        keys_unsorted = keys_unsorted.astype(f"S{width}")
+        order = np.argsort(keys_unsorted, kind="stable")
+        keys = keys_unsorted[order]
+        if n > 1:
+            dup = np.flatnonzero(keys[1:] == keys[:-1])
+            if dup.size:
+                raise IndexBuildError(
+                    f"{dup.size} duplicate IBANs, e.g. {bytes(keys[dup[0]]).decode(errors='replace')}"
+                )
+        say(f"sorted {n:,} IBANs")
+        table = table.take(pa.array(order))
+
+        types = _codes(table.column("type"), TYPES, "type")
+        statuses = _codes(table.column("status"), STATUSES, "status")
+        names = _names_column(table.column("names"))
+        flat = names.values.to_pylist()
+        lengths = pc.list_value_length(names).to_numpy(zero_copy_only=False)
+        flat_kinds = np.repeat(np.array(TYPES, dtype=object)[types], lengths).tolist()
+        say(f"normalising {len(flat):,} registered names")
+        prepared_flat = pa.array(prepare_registered(flat, flat_kinds), type=pa.string())
+        prepared = pa.ListArray.from_arrays(names.offsets, prepared_flat)
+        lei, any_bic = (_optional_strings(table, c) for c in OPTIONAL_STRING_COLUMNS)
+        org_ids = _optional_list(table, "org_ids")
+        say(f"indexed {n:,} accounts")
+        return cls(
+            version=next(_version_counter),
+            source=source,
+            built_at=time.time(),
+            build_seconds=time.perf_counter() - started,
+            keys=keys,
+            names=names,
+            prepared=prepared,
+            types=types,
+            statuses=statuses,
+            lei=lei,
+            any_bic=any_bic,
+            org_ids=org_ids,
+        )
+
+
+def _check_columns(table: pa.Table) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise IndexBuildError(f"snapshot lacks required column(s): {', '.join(missing)}")
+    for column in ("iban", "type", "status"):
+        typ = table.schema.field(column).type
+        if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+            raise IndexBuildError(f"column {column} must be string, got {typ}")
+    typ = table.schema.field("names").type
+    if not (pa.types.is_list(typ) or pa.types.is_large_list(typ)) or not (
+        pa.types.is_string(typ.value_type) or pa.types.is_large_string(typ.value_type)
+    ):
+        raise IndexBuildError(f"column names must be list<string>, got {typ}")
+
+
+def _codes(column: pa.ChunkedArray, allowed: tuple[str, ...], what: str) -> np.ndarray:
+    arr = column.combine_chunks()
+    codes = pc.index_in(arr, value_set=pa.array(allowed))
+    bad = pc.is_null(codes)
+    if pc.any(bad).as_py():
+        first = pc.indices_nonzero(bad)[0].as_py()
+        count = pc.sum(bad).as_py()
+        raise IndexBuildError(
+            f"{count} rows have an invalid {what} (e.g. {arr[first].as_py()!r}; allowed: {', '.join(allowed)})"
+        )
+    return codes.to_numpy(zero_copy_only=False).astype(np.uint8)
+
+
+def _names_column(column: pa.ChunkedArray) -> pa.ListArray:
+    arr = column.combine_chunks()
+    if pa.types.is_large_list(arr.type) or pa.types.is_large_string(arr.type.value_type):
+        arr = arr.cast(pa.list_(pa.string()))
+    if arr.null_count:
+        raise IndexBuildError(f"{arr.null_count} rows have no names")
+    lengths = pc.list_value_length(arr)
+    empty = pc.sum(pc.equal(lengths, 0)).as_py() or 0
+    if empty:
+        raise IndexBuildError(f"{empty} rows have an empty names list")
+    flat = arr.flatten()
+    blank = pc.or_kleene(pc.is_null(flat), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(flat)), 0))
+    if pc.any(blank).as_py():
+        raise IndexBuildError(f"{pc.sum(blank).as_py()} registered names are null or blank")
+    # Rebuild with zero-based offsets so that names.values lines up with the offsets we store.
+    return pa.ListArray.from_arrays(pc.subtract(arr.offsets, arr.offsets[0]), flat)
+
+
+def _optional_strings(table: pa.Table, name: str) -> pa.Array:
+    if name not in table.column_names:
+        return pa.nulls(table.num_rows, pa.string())
+    return table.column(name).combine_chunks().cast(pa.string())
+
+
+def _optional_list(table: pa.Table, name: str) -> pa.ListArray:
+    if name not in table.column_names:
+        return pa.array([[]] * table.num_rows, type=pa.list_(pa.string()))
+    return table.column(name).combine_chunks().cast(pa.list_(pa.string()))

@@ -1,0 +1,85 @@
+"""verify(batch): the one entry point that answers checks against an index.
+
+A lone request is a batch of one. Lookups are one vectorised search for the whole batch, the
+name checks of the batch go to the policy together, identifier checks compare normalised ids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from matching.index import AccountIndex
+from matching.model import Check, Outcome
+from matching.policy import DEFAULT_SETTINGS, MatchSettings, decide_names
+
+_ID_JUNK = re.compile(r"[\s.\-/]")
+
+
+def verify(
+    index: AccountIndex, checks: Sequence[Check], settings: MatchSettings = DEFAULT_SETTINGS
+) -> list[Outcome]:
+    if not checks:
+        return []
+    rows = index.lookup([c.iban for c in checks]).tolist()
+    results: list[Outcome | None] = [None] * len(checks)
+    known = [i for i, r in enumerate(rows) if r >= 0]
+    accounts = dict(zip(known, index.registered([rows[i] for i in known]), strict=True))
+
+    name_items: list[int] = []
+    for i, check in enumerate(checks):
+        kind = "id" if check.is_id_check else "name"
+        acct = accounts.get(i)
+        if acct is None:
+            results[i] = Outcome(kind, "NOAP", "account_unknown")
+        elif acct.status != "active":
+            results[i] = Outcome(kind, "NOAP", f"account_{acct.status}")
+        elif kind == "id":
+            results[i] = _verify_ids(index, rows[i], check)
+        else:
+            name_items.append(i)
+
+    if name_items:
+        decisions = decide_names(
+            [checks[i].name or "" for i in name_items],
+            [accounts[i].type for i in name_items],
+            [accounts[i].names for i in name_items],
+            [accounts[i].prepared for i in name_items],
+            settings,
+        )
+        for i, d in zip(name_items, decisions, strict=True):
+            matched = accounts[i].names[d.matched] if d.code == "CMTC" else None
+            results[i] = Outcome("name", d.code, d.reason, matched)  # type: ignore[arg-type]
+    return [r for r in results if r is not None]
+
+
+def _norm_id(value: str) -> str:
+    return _ID_JUNK.sub("", value).upper()
+
+
+def _norm_bic(value: str) -> str:
+    v = _norm_id(value)
+    return v + "XXX" if len(v) == 8 else v
+
+
+def _verify_ids(index: AccountIndex, row: int, check: Check) -> Outcome:
+    """MTCH if every identifier given that we hold matches, NMTC if one contradicts, else NOAP."""
+    lei, bic, others = index.identifiers(row)
+    on_record: dict[str, set[str]] = {}
+    for entry in others:
+        scheme, _, value = entry.partition(":")
+        on_record.setdefault(scheme.upper(), set()).add(_norm_id(value))
+    verdicts: list[bool] = []
+    if check.lei is not None and lei:
+        verdicts.append(_norm_id(check.lei) == _norm_id(lei))
+    if check.any_bic is not None and bic:
+        verdicts.append(_norm_bic(check.any_bic) == _norm_bic(bic))
+    for scheme, value in check.others:
+        held = on_record.get(scheme.upper())
+        if held:
+            verdicts.append(_norm_id(value) in held)
+    if not verdicts:
+        return Outcome("id", "NOAP", "id_not_on_record")
+    if not all(verdicts):
+        return Outcome("id", "NMTC", "id_differs")
+    return Outcome("id", "MTCH", "id_equal")

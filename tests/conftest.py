@@ -1,0 +1,97 @@
+"""Shared fixtures: a small hand-made index and the real ASGI app around it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from app.factory import create_app
+from app.settings import DEMO_BIC, Settings
+from matching.iban import with_check_digits
+from matching.index import AccountIndex
+
+IBAN_PERSON = "DE89370400440532013000"
+IBAN_JOINT = with_check_digits("FR", "20041010050500013M02606")
+IBAN_ORG = with_check_digits("NL", "ABNA0417164300")
+IBAN_CLOSED = with_check_digits("DE", "500105175407324931")
+IBAN_BLOCKED = with_check_digits("ES", "21000418450200051332")
+IBAN_UNKNOWN = with_check_digits("DE", "370400440532013001")
+ORG_LEI = "529900T8BM49AURSDO55"
+ORG_BIC = "NORDNL2AXXX"
+
+ACCOUNTS: list[dict[str, Any]] = [
+    {"iban": IBAN_PERSON, "names": ["Max Mustermann"], "type": "person", "status": "active",
+     "lei": None, "any_bic": None, "org_ids": []},
+    {"iban": IBAN_JOINT, "names": ["Ioana Martínez", "Henrik Martínez"], "type": "person", "status": "active",
+     "lei": None, "any_bic": None, "org_ids": []},
+    {"iban": IBAN_ORG, "names": ["Nordlicht Logistik GmbH", "Sonnenschein Brot"], "type": "organisation",
+     "status": "active", "lei": ORG_LEI, "any_bic": ORG_BIC, "org_ids": ["TXID:DE123456789"]},
+    {"iban": IBAN_CLOSED, "names": ["Franziska Rossi"], "type": "person", "status": "closed",
+     "lei": None, "any_bic": None, "org_ids": []},
+    {"iban": IBAN_BLOCKED, "names": ["Jukka Romano"], "type": "person", "status": "blocked",
+     "lei": None, "any_bic": None, "org_ids": []},
+]
+
+
+def accounts_table(rows: list[dict[str, Any]] = ACCOUNTS) -> pa.Table:
+    return pa.Table.from_pylist(
+        rows,
+        schema=pa.schema([
+            ("iban", pa.string()), ("names", pa.list_(pa.string())), ("type", pa.string()),
+            ("status", pa.string()), ("lei", pa.string()), ("any_bic", pa.string()),
+            ("org_ids", pa.list_(pa.string())),
+        ]),
+    )
+
+
+@pytest.fixture(scope="session")
+def index() -> AccountIndex:
+    return AccountIndex.build(accounts_table(), source="test")
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings(psp_bics=(DEMO_BIC,))
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, index: AccountIndex) -> Litestar:
+    return create_app(settings, index=index)
+
+
+@pytest.fixture
+def client(app: Litestar) -> Iterator[TestClient[Litestar]]:
+    with TestClient(app) as c:
+        yield c
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def headers(**overrides: str) -> dict[str, str]:
+    h = {"X-Request-ID": str(uuid.uuid4()), "X-Request-Timestamp": now_rfc3339(),
+         "Content-Type": "application/json"}
+    h.update(overrides)
+    return h
+
+
+def body(name: str | None = "Max Mustermann", iban: str = IBAN_PERSON, **extra: Any) -> dict[str, Any]:
+    party: dict[str, Any] = {} if name is None else {"name": name}
+    if "identification" in extra:
+        party["identification"] = extra.pop("identification")
+    b: dict[str, Any] = {
+        "party": party,
+        "partyAccount": {"iban": iban},
+        "partyAgent": {"financialInstitutionId": {"bicfi": DEMO_BIC}},
+        "requestingAgent": {"financialInstitutionId": {"bicfi": "REQBDEFFXXX"}},
+    }
+    b.update(extra)
+    return b

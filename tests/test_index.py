@@ -1,0 +1,117 @@
+"""Account index: contract checks, lookups, immutability; snapshot files."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from matching.index import AccountIndex, IndexBuildError
+from matching.sources.parquet import load_index, read_snapshot, write_snapshot
+from tests.conftest import ACCOUNTS, IBAN_CLOSED, IBAN_JOINT, IBAN_ORG, IBAN_PERSON, IBAN_UNKNOWN, accounts_table
+
+
+def test_lookup_finds_every_account_and_misses_unknown(index: AccountIndex) -> None:
+    ibans = [a["iban"] for a in ACCOUNTS]
+    rows = index.lookup([*ibans, IBAN_UNKNOWN]).tolist()
+    assert rows[-1] == -1
+    assert sorted(rows[:-1]) == list(range(len(ACCOUNTS)))
+    assert [index.iban_at(r) for r in rows[:-1]] == ibans
+
+
+def test_lookup_rejects_keys_longer_than_any_iban(index: AccountIndex) -> None:
+    # A longer key must not match a stored IBAN that is its prefix after truncation.
+    assert index.lookup([IBAN_PERSON + "0000000000000"]).tolist() == [-1]
+    assert index.lookup(["", "ÄÖÜ"]).tolist() == [-1, -1]
+
+
+def test_registered_single_and_batch_agree(index: AccountIndex) -> None:
+    rows = index.lookup([IBAN_JOINT, IBAN_ORG, IBAN_CLOSED]).tolist()
+    batch = index.registered(rows)
+    singles = [index.registered([r])[0] for r in rows]
+    assert batch == singles
+    assert batch[0].names == ["Ioana Martínez", "Henrik Martínez"]
+    assert batch[0].type == "person"
+    assert batch[1].type == "organisation"
+    assert batch[2].status == "closed"
+    assert len(batch[0].prepared) == 2
+
+
+def test_identifiers(index: AccountIndex) -> None:
+    row = int(index.lookup([IBAN_ORG])[0])
+    lei, bic, others = index.identifiers(row)
+    assert lei == "529900T8BM49AURSDO55"
+    assert bic == "NORDNL2AXXX"
+    assert others == ["TXID:DE123456789"]
+
+
+def test_index_is_immutable(index: AccountIndex) -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        index.version = 99  # type: ignore[misc]
+
+
+def test_each_build_gets_a_new_version() -> None:
+    a = AccountIndex.build(accounts_table())
+    b = AccountIndex.build(accounts_table())
+    assert b.version > a.version
+
+
+def test_empty_snapshot_builds_an_empty_index() -> None:
+    idx = AccountIndex.build(accounts_table([]))
+    assert len(idx) == 0
+    assert idx.lookup([IBAN_PERSON]).tolist() == [-1]
+
+
+def _with(**changes: object) -> pa.Table:
+    row = dict(ACCOUNTS[0])
+    row.update(changes)
+    return accounts_table([row, ACCOUNTS[1]])
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (_with(type="company"), "invalid type"),
+        (_with(status="frozen"), "invalid status"),
+        (_with(names=[]), "empty names"),
+        (_with(names=["  "]), "null or blank"),
+        (_with(iban=ACCOUNTS[1]["iban"]), "duplicate IBAN"),
+        (_with(iban=None), "no iban"),
+        (accounts_table().drop_columns(["names"]), "required column"),
+        (accounts_table().set_column(1, "names", pa.array(["x"] * len(ACCOUNTS))), "list<string>"),
+    ],
+    ids=["type", "status", "empty-names", "blank-name", "duplicate", "null-iban", "no-names", "names-type"],
+)
+def test_contract_violations_are_rejected(table: pa.Table, message: str) -> None:
+    with pytest.raises(IndexBuildError, match=message):
+        AccountIndex.build(table)
+
+
+def test_snapshot_round_trip_ignores_unknown_columns(tmp_path: Path) -> None:
+    table = accounts_table().append_column("branch", pa.array(["x"] * len(ACCOUNTS)))
+    path = tmp_path / "snap.parquet"
+    write_snapshot(table, path)
+    assert "branch" not in read_snapshot(path).column_names
+    idx = load_index(path)
+    assert len(idx) == len(ACCOUNTS)
+    assert idx.source.endswith("snap.parquet")
+
+
+def test_snapshot_without_optional_columns(tmp_path: Path) -> None:
+    path = tmp_path / "minimal.parquet"
+    pq.write_table(accounts_table().select(["iban", "names", "type", "status"]), path)
+    idx = load_index(path)
+    row = int(idx.lookup([IBAN_PERSON])[0])
+    assert idx.identifiers(row) == (None, None, [])
+
+
+def test_missing_and_corrupt_snapshot_files(tmp_path: Path) -> None:
+    with pytest.raises(IndexBuildError, match="not found"):
+        load_index(tmp_path / "absent.parquet")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(IndexBuildError, match="cannot read"):
+        load_index(bad)
