@@ -1,0 +1,1 @@
+"""Benchmarks, load tests and the demo-data generator of the VoP responder."""
