@@ -14,7 +14,9 @@ from matching.sources.parquet import load_index
 
 def app_from_env() -> Litestar:
     settings = settings_from()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     source = settings.index
     if not source:
         raise SettingsError("VOP_INDEX is not set (vop serve sets it to the demo snapshot)")

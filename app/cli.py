@@ -34,21 +34,33 @@ def _serve(args: argparse.Namespace) -> int:
     from app.settings import settings_from
 
     settings = settings_from(
-        host=args.host, port=args.port, workers=args.workers, index=args.index,
-        psp_bics=args.psp_bics, data_dir=args.data_dir, log_level=args.log_level,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        index=args.index,
+        psp_bics=args.psp_bics,
+        data_dir=args.data_dir,
+        log_level=args.log_level,
     )
     if settings.index and settings.index.startswith(("redis://", "rediss://")):
-        raise CliError("VOP_INDEX: Redis index sources are not supported by this build; use a .parquet file",
-                       EXIT_USAGE)
+        raise CliError(
+            "VOP_INDEX: Redis index sources are not supported by this build; use a .parquet file", EXIT_USAGE
+        )
     if settings.index and not Path(settings.index).is_file():
         raise CliError(f"VOP_INDEX: snapshot file not found: {settings.index}", EXIT_USAGE)
     index_path = Path(settings.index) if settings.index else ensure_demo_snapshot(settings)
     # Workers are separate processes that read their settings from the environment.
-    os.environ.update({
-        "VOP_HOST": settings.host, "VOP_PORT": str(settings.port), "VOP_WORKERS": str(settings.workers),
-        "VOP_INDEX": str(index_path), "VOP_PSP_BICS": ",".join(settings.psp_bics),
-        "VOP_DATA_DIR": settings.data_dir, "VOP_LOG_LEVEL": settings.log_level,
-    })
+    os.environ.update(
+        {
+            "VOP_HOST": settings.host,
+            "VOP_PORT": str(settings.port),
+            "VOP_WORKERS": str(settings.workers),
+            "VOP_INDEX": str(index_path),
+            "VOP_PSP_BICS": ",".join(settings.psp_bics),
+            "VOP_DATA_DIR": settings.data_dir,
+            "VOP_LOG_LEVEL": settings.log_level,
+        }
+    )
     if not settings.index:
         print(f"Serving the demo index {index_path} (partyAgent BIC {settings.psp_bics[0]}). Try:\n")
         print(curl_example(index_path, settings.replace(index=str(index_path))), "\n", flush=True)
@@ -97,37 +109,54 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vop", description="Verification of Payee responder")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="serve the VoP API on granian",
-                           description="Serve the VoP API. Flags override the VOP_* environment.")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the VoP API on granian",
+        description="Serve the VoP API. Flags override the VOP_* environment.",
+    )
     serve.add_argument("--host", help=f"bind address (default 127.0.0.1) {_env_help('host')}")
     serve.add_argument("--port", type=int, help=f"port (default 8080) {_env_help('port')}")
     serve.add_argument("--workers", type=int, help=f"worker processes (default 1) {_env_help('workers')}")
     serve.add_argument("--index", help=f"Parquet snapshot; unset: generated demo index {_env_help('index')}")
     serve.add_argument("--psp-bics", help=f"comma-separated BICs answered for {_env_help('psp_bics')}")
     serve.add_argument("--data-dir", help=f"folder for generated files (default var) {_env_help('data_dir')}")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                       help=f"log level {_env_help('log_level')}")
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help=f"log level {_env_help('log_level')}",
+    )
     serve.set_defaults(func=_serve)
 
-    demo = sub.add_parser("demo-data", help="write a demo snapshot (Parquet)",
-                          description="Write a deterministic demo snapshot of realistic accounts.")
+    demo = sub.add_parser(
+        "demo-data",
+        help="write a demo snapshot (Parquet)",
+        description="Write a deterministic demo snapshot of realistic accounts.",
+    )
     demo.add_argument("--accounts", type=int, default=100_000, help="number of accounts (default 100000)")
     demo.add_argument("--out", required=True, help="output .parquet path")
     demo.add_argument("--seed", type=int, default=None, help="generator seed (default: the demo seed)")
     demo.set_defaults(func=_demo_data)
 
-    ev = sub.add_parser("eval", help="score the matcher on a labelled cases file",
-                        description="Replay a cases CSV (format of shared/eval/dev_cases.csv) through the API path.")
+    ev = sub.add_parser(
+        "eval",
+        help="score the matcher on a labelled cases file",
+        description="Replay a cases CSV (format of shared/eval/dev_cases.csv) through the API path.",
+    )
     ev.add_argument("cases", help="cases CSV")
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
-    ev.add_argument("--fail-under", type=float, metavar="PCT",
-                    help="exit 1 if accuracy is below PCT percent or any false MTCH occurs")
+    ev.add_argument(
+        "--fail-under",
+        type=float,
+        metavar="PCT",
+        help="exit 1 if accuracy is below PCT percent or any false MTCH occurs",
+    )
     ev.set_defaults(func=_eval)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from app.settings import SettingsError
+    from matching.index import IndexBuildError
 
     args = build_parser().parse_args(argv)
     if getattr(args, "seed", 0) is None:
@@ -139,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"vop: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except IndexBuildError as exc:
+        print(f"vop: error: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
     except CliError as exc:
         print(f"vop: error: {exc}", file=sys.stderr)
         return exc.code

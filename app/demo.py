@@ -46,6 +46,6 @@ def curl_example(snapshot: Path, settings: Settings) -> str:
         f"curl -s -X POST http://{host}:{settings.port}/vop/v1/payee-verifications \\\n"
         "  -H 'Content-Type: application/json' \\\n"
         "  -H \"X-Request-ID: $(python3 -c 'import uuid; print(uuid.uuid4())')\" \\\n"
-        "  -H \"X-Request-Timestamp: $(date -u +%Y-%m-%dT%H:%M:%SZ)\" \\\n"
+        '  -H "X-Request-Timestamp: $(date -u +%Y-%m-%dT%H:%M:%SZ)" \\\n'
         f"  -d {shlex.quote(json.dumps(body, ensure_ascii=False))}"
     )

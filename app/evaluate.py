@@ -116,6 +116,7 @@ def evaluate(cases: list[Case], show_progress: bool = True) -> Report:
             party_agent=agent,
             requesting_agent=requester,
         )
+        got: str
         try:
             outcome = verifier.outcome(request)
             got, matched, reason = outcome.code, outcome.matched_name or "", outcome.reason
@@ -137,8 +138,15 @@ def evaluate(cases: list[Case], show_progress: bool = True) -> Report:
             report.matched_name_wrong += 1
         if not ok:
             report.failures.append(
-                {"case_id": case.case_id, "category": case.category, "expected": case.expected,
-                 "got": got, "reason": reason, "query": case.query_name, "account": case.account_names}
+                {
+                    "case_id": case.case_id,
+                    "category": case.category,
+                    "expected": case.expected,
+                    "got": got,
+                    "reason": reason,
+                    "query": case.query_name,
+                    "account": case.account_names,
+                }
             )
         if bar:
             bar.advance()
@@ -154,8 +162,11 @@ def render(report: Report) -> str:
         f"matchedName wrong: {report.matched_name_wrong}   errors: {report.errors}"
     )
     got_codes = [*CODES, "ERROR"] if report.errors else list(CODES)
-    lines += ["", "confusion (rows: expected, columns: answered)",
-              "expected " + "".join(f"{c:>7}" for c in got_codes)]
+    lines += [
+        "",
+        "confusion (rows: expected, columns: answered)",
+        "expected " + "".join(f"{c:>7}" for c in got_codes),
+    ]
     for e in CODES:
         if e in report.confusion:
             lines.append(f"{e:<9}" + "".join(f"{report.confusion[e][g]:>7}" for g in got_codes))

@@ -38,7 +38,10 @@ def create_app(
         openapi_config=OpenAPIConfig(
             title="Verification of Payee responder",
             version="1.1.1",
-            description="EPC VoP inter-PSP API (responding PSP). Errors are RFC 9457 problem JSON with a scheme `code`.",
+            description=(
+                "EPC VoP inter-PSP API (responding PSP). "
+                "Errors are RFC 9457 problem JSON with a scheme `code`."
+            ),
             path="/schema",
         ),
         request_max_body_size=settings.max_body_bytes,

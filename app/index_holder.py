@@ -33,7 +33,10 @@ class IndexHolder:
         self._error = None
         log.info(
             "index version %d ready: %d accounts from %s (built in %.2f s)",
-            index.version, len(index), index.source, index.build_seconds,
+            index.version,
+            len(index),
+            index.source,
+            index.build_seconds,
         )
 
     def load_in_background(self, load: Callable[[], AccountIndex]) -> None:

@@ -128,9 +128,7 @@ def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[by
 
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem_response(
-        ProblemError("INTERNAL_ERROR", "internal error", 500), _request_id(request)
-    )
+    return problem_response(ProblemError("INTERNAL_ERROR", "internal error", 500), _request_id(request))
 
 
 def exception_handlers() -> ExceptionHandlersMap:

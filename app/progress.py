@@ -19,7 +19,7 @@ class Progress:
         self.log_every_s = log_every_s
         self.done = 0
         self.started = time.perf_counter()
-        self._last = 0.0
+        self._last = time.perf_counter() if not self.tty else 0.0
 
     def advance(self, n: int = 1) -> None:
         self.update(self.done + n)
@@ -45,7 +45,9 @@ class Progress:
         elapsed = time.perf_counter() - self.started
         if self.tty:
             self.stream.write("\n")
-        self.stream.write(f"{self.label}: done, {self.done:,} in {elapsed:.1f} s{'; ' + summary if summary else ''}\n")
+        self.stream.write(
+            f"{self.label}: done, {self.done:,} in {elapsed:.1f} s{'; ' + summary if summary else ''}\n"
+        )
         self.stream.flush()
 
     def __enter__(self) -> Progress:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from matching.policy import DEFAULT_SETTINGS, MatchSettings
+
 from app.index_holder import IndexHolder
 from app.problems import ProblemError
 from app.validation import to_check
 from app.wire import VerificationRequest, VerificationResponse
 from matching.model import Outcome
-from matching.policy import DEFAULT_SETTINGS, MatchSettings
 from matching.verify import verify
 
 

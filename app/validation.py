@@ -22,7 +22,8 @@ _LEI = re.compile(r"[A-Z0-9]{18}[0-9]{2}")
 # Additional, combining diacritics (decomposed input); digits, spaces and name punctuation.
 _LATIN_NAME = re.compile(
     "[A-Za-z0-9\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff\u0300-\u036f"
-    " \u00a0.,;:'\u2019\u2018\u02bc`\"\u201c\u201d\\-\u2010\u2011\u2013/&()+?!#@*_%$\u20ac\u00b0\u00ba\u00aa]+"
+    " \u00a0.,;:'\u2019\u2018\u02bc`\"\u201c\u201d\\-\u2010\u2011\u2013"
+    "/&()+?!#@*_%$\u20ac\u00b0\u00ba\u00aa]+"
 )
 _HAS_ALNUM = re.compile("[A-Za-z0-9\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff]")
 
@@ -53,7 +54,8 @@ def check_timestamp(value: str | None, max_skew_s: float, now: float | None = No
     skew = abs((time.time() if now is None else now) - ts)
     if skew > max_skew_s:
         raise ProblemError(
-            "TIMESTAMP_INVALID", f"X-Request-Timestamp is {skew:.0f} s from our clock (limit {max_skew_s:.0f} s)"
+            "TIMESTAMP_INVALID",
+            f"X-Request-Timestamp is {skew:.0f} s from our clock (limit {max_skew_s:.0f} s)",
         )
 
 
@@ -84,8 +86,12 @@ def to_check(req: VerificationRequest, psp_bics: frozenset[str]) -> Check:
     problem = iban_problem(iban)
     if problem:
         raise ProblemError("FORMAT_ERROR", f"partyAccount.iban: {problem}")
-    check_bic(req.requesting_agent.financial_institution_id.bicfi, "requestingAgent.financialInstitutionId.bicfi")
-    agent = check_bic(req.party_agent.financial_institution_id.bicfi, "partyAgent.financialInstitutionId.bicfi")
+    check_bic(
+        req.requesting_agent.financial_institution_id.bicfi, "requestingAgent.financialInstitutionId.bicfi"
+    )
+    agent = check_bic(
+        req.party_agent.financial_institution_id.bicfi, "partyAgent.financialInstitutionId.bicfi"
+    )
     if agent not in psp_bics:
         raise ProblemError("FORMAT_ERROR", f"partyAgent {agent} is not served by this responder")
     party = req.party

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Literal, cast
 
 from matching.index import AccountIndex
-from matching.model import Check, Outcome
+from matching.model import Check, Code, Outcome
 from matching.policy import DEFAULT_SETTINGS, MatchSettings, decide_names
 
 _ID_JUNK = re.compile(r"[\s.\-/]")
@@ -28,7 +29,7 @@ def verify(
 
     name_items: list[int] = []
     for i, check in enumerate(checks):
-        kind = "id" if check.is_id_check else "name"
+        kind: Literal["name", "id"] = "id" if check.is_id_check else "name"
         acct = accounts.get(i)
         if acct is None:
             results[i] = Outcome(kind, "NOAP", "account_unknown")
@@ -49,8 +50,9 @@ def verify(
         )
         for i, d in zip(name_items, decisions, strict=True):
             matched = accounts[i].names[d.matched] if d.code == "CMTC" else None
-            results[i] = Outcome("name", d.code, d.reason, matched)  # type: ignore[arg-type]
-    return [r for r in results if r is not None]
+            results[i] = Outcome("name", cast(Code, d.code), d.reason, matched)
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
 
 
 def _norm_id(value: str) -> str:

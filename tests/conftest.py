@@ -27,27 +27,68 @@ ORG_LEI = "529900T8BM49AURSDO55"
 ORG_BIC = "NORDNL2AXXX"
 
 ACCOUNTS: list[dict[str, Any]] = [
-    {"iban": IBAN_PERSON, "names": ["Max Mustermann"], "type": "person", "status": "active",
-     "lei": None, "any_bic": None, "org_ids": []},
-    {"iban": IBAN_JOINT, "names": ["Ioana Martínez", "Henrik Martínez"], "type": "person", "status": "active",
-     "lei": None, "any_bic": None, "org_ids": []},
-    {"iban": IBAN_ORG, "names": ["Nordlicht Logistik GmbH", "Sonnenschein Brot"], "type": "organisation",
-     "status": "active", "lei": ORG_LEI, "any_bic": ORG_BIC, "org_ids": ["TXID:DE123456789"]},
-    {"iban": IBAN_CLOSED, "names": ["Franziska Rossi"], "type": "person", "status": "closed",
-     "lei": None, "any_bic": None, "org_ids": []},
-    {"iban": IBAN_BLOCKED, "names": ["Jukka Romano"], "type": "person", "status": "blocked",
-     "lei": None, "any_bic": None, "org_ids": []},
+    {
+        "iban": IBAN_PERSON,
+        "names": ["Max Mustermann"],
+        "type": "person",
+        "status": "active",
+        "lei": None,
+        "any_bic": None,
+        "org_ids": [],
+    },
+    {
+        "iban": IBAN_JOINT,
+        "names": ["Ioana Martínez", "Henrik Martínez"],
+        "type": "person",
+        "status": "active",
+        "lei": None,
+        "any_bic": None,
+        "org_ids": [],
+    },
+    {
+        "iban": IBAN_ORG,
+        "names": ["Nordlicht Logistik GmbH", "Sonnenschein Brot"],
+        "type": "organisation",
+        "status": "active",
+        "lei": ORG_LEI,
+        "any_bic": ORG_BIC,
+        "org_ids": ["TXID:DE123456789"],
+    },
+    {
+        "iban": IBAN_CLOSED,
+        "names": ["Franziska Rossi"],
+        "type": "person",
+        "status": "closed",
+        "lei": None,
+        "any_bic": None,
+        "org_ids": [],
+    },
+    {
+        "iban": IBAN_BLOCKED,
+        "names": ["Jukka Romano"],
+        "type": "person",
+        "status": "blocked",
+        "lei": None,
+        "any_bic": None,
+        "org_ids": [],
+    },
 ]
 
 
 def accounts_table(rows: list[dict[str, Any]] = ACCOUNTS) -> pa.Table:
     return pa.Table.from_pylist(
         rows,
-        schema=pa.schema([
-            ("iban", pa.string()), ("names", pa.list_(pa.string())), ("type", pa.string()),
-            ("status", pa.string()), ("lei", pa.string()), ("any_bic", pa.string()),
-            ("org_ids", pa.list_(pa.string())),
-        ]),
+        schema=pa.schema(
+            [
+                ("iban", pa.string()),
+                ("names", pa.list_(pa.string())),
+                ("type", pa.string()),
+                ("status", pa.string()),
+                ("lei", pa.string()),
+                ("any_bic", pa.string()),
+                ("org_ids", pa.list_(pa.string())),
+            ]
+        ),
     )
 
 
@@ -77,8 +118,11 @@ def now_rfc3339() -> str:
 
 
 def headers(**overrides: str) -> dict[str, str]:
-    h = {"X-Request-ID": str(uuid.uuid4()), "X-Request-Timestamp": now_rfc3339(),
-         "Content-Type": "application/json"}
+    h = {
+        "X-Request-ID": str(uuid.uuid4()),
+        "X-Request-Timestamp": now_rfc3339(),
+        "Content-Type": "application/json",
+    }
     h.update(overrides)
     return h
 

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -16,8 +18,15 @@ from app.factory import create_app
 from app.settings import Settings
 from matching.index import AccountIndex
 from tests.conftest import (
-    IBAN_BLOCKED, IBAN_CLOSED, IBAN_JOINT, IBAN_ORG, IBAN_PERSON, IBAN_UNKNOWN, ORG_LEI,
-    body, headers,
+    IBAN_BLOCKED,
+    IBAN_CLOSED,
+    IBAN_JOINT,
+    IBAN_ORG,
+    IBAN_PERSON,
+    IBAN_UNKNOWN,
+    ORG_LEI,
+    body,
+    headers,
 )
 
 URL = "/vop/v1/payee-verifications"
@@ -40,6 +49,7 @@ def assert_problem(resp: Any, status: int, code: str) -> dict[str, Any]:
 
 
 # ---- answers ---------------------------------------------------------------------------------
+
 
 def test_exact_name_is_match_without_matched_name(client: Client) -> None:
     resp = post(client, body("Max Mustermann"))
@@ -139,6 +149,7 @@ def test_lower_case_iban_is_accepted(client: Client) -> None:
 
 # ---- headers -------------------------------------------------------------------------------------
 
+
 def test_missing_request_id(client: Client) -> None:
     h = headers()
     del h["X-Request-ID"]
@@ -176,6 +187,7 @@ def test_timestamp_with_fraction_and_offset_zero_is_fine(client: Client) -> None
 
 
 # ---- body validation -----------------------------------------------------------------------------
+
 
 def test_malformed_json(client: Client) -> None:
     resp = client.post(URL, content=b'{"party": ', headers=headers())
@@ -223,14 +235,17 @@ def test_name_of_140_characters_is_fine(client: Client) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["Макс Мустерманн", "Μάξιμος Μουστερ", "马克斯", "Max\u0000Mustermann", "Max\nMustermann", "Max\u200bM"],
+    "name",
+    ["Макс Мустерманн", "Μάξιμος Μουστερ", "马克斯", "Max\u0000Mustermann", "Max\nMustermann", "Max\u200bM"],
     ids=["cyrillic", "greek", "cjk", "nul", "newline", "zero-width"],
 )
 def test_name_outside_latin_script(client: Client, name: str) -> None:
     assert_problem(post(client, body(name)), 400, "FORMAT_ERROR")
 
 
-@pytest.mark.parametrize("name", ["Ärger Łukasz", "Řehoř Øster", "Zoë d'Aubigné-Nuñez", "Jürgen Groß & Söhne"])
+@pytest.mark.parametrize(
+    "name", ["Ärger Łukasz", "Řehoř Øster", "Zoë d'Aubigné-Nuñez", "Jürgen Groß & Söhne"]
+)
 def test_latin_diacritics_are_valid(client: Client, name: str) -> None:
     resp = post(client, body(name))
     assert resp.status_code == 200
@@ -239,8 +254,14 @@ def test_latin_diacritics_are_valid(client: Client, name: str) -> None:
 
 @pytest.mark.parametrize(
     "iban",
-    ["DE8937040044053201300", "DE89 3704 0044 0532 0130 00", "XX89370400440532013000",
-     "DE00370400440532013000", "1234", "DE89370400440532013000123456789012345"],
+    [
+        "DE8937040044053201300",
+        "DE89 3704 0044 0532 0130 00",
+        "XX89370400440532013000",
+        "DE00370400440532013000",
+        "1234",
+        "DE89370400440532013000123456789012345",
+    ],
     ids=["too-short", "spaces", "unknown-country", "check-digits", "no-structure", "too-long"],
 )
 def test_invalid_iban(client: Client, iban: str) -> None:
@@ -284,6 +305,7 @@ def test_problem_type_is_documented(client: Client) -> None:
 
 
 # ---- health and docs -----------------------------------------------------------------------------
+
 
 def test_healthz(client: Client) -> None:
     assert client.get("/healthz").json() == {"status": "alive"}
@@ -334,8 +356,14 @@ def test_openapi_documents_endpoint_examples_and_errors(client: Client) -> None:
 # ---- robustness ----------------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=15), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=15), children, max_size=4)
+    ),
     max_leaves=12,
 )
 

@@ -11,7 +11,15 @@ import pytest
 
 from matching.index import AccountIndex, IndexBuildError
 from matching.sources.parquet import load_index, read_snapshot, write_snapshot
-from tests.conftest import ACCOUNTS, IBAN_CLOSED, IBAN_JOINT, IBAN_ORG, IBAN_PERSON, IBAN_UNKNOWN, accounts_table
+from tests.conftest import (
+    ACCOUNTS,
+    IBAN_CLOSED,
+    IBAN_JOINT,
+    IBAN_ORG,
+    IBAN_PERSON,
+    IBAN_UNKNOWN,
+    accounts_table,
+)
 
 
 def test_lookup_finds_every_account_and_misses_unknown(index: AccountIndex) -> None:

@@ -22,7 +22,9 @@ def response_timestamp() -> str:
 
 
 def _problem_spec(description: str) -> ResponseSpec:
-    return ResponseSpec(Problem, description=description, media_type=PROBLEM_MEDIA_TYPE, generate_examples=False)
+    return ResponseSpec(
+        Problem, description=description, media_type=PROBLEM_MEDIA_TYPE, generate_examples=False
+    )
 
 
 @post(

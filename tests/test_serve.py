@@ -1,0 +1,99 @@
+"""`vop serve` as a real process on granian: readiness, one verification, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from matching.sources.parquet import write_snapshot
+from tests.conftest import IBAN_PERSON, accounts_table, now_rfc3339
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 (loopback URL built here)
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+    except OSError:
+        return 0
+
+
+@pytest.mark.slow
+def test_vop_serve_answers_and_stops(tmp_path: Path) -> None:
+    snap = tmp_path / "snap.parquet"
+    write_snapshot(accounts_table(), snap)
+    port = free_port()
+    env = {**os.environ, "VOP_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--index", str(snap), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while _get(base + "/readyz") != 200:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.2)
+        payload = {
+            "party": {"name": "Max Mustermann"},
+            "partyAccount": {"iban": IBAN_PERSON},
+            "partyAgent": {"financialInstitutionId": {"bicfi": "VOPBDEFFXXX"}},
+            "requestingAgent": {"financialInstitutionId": {"bicfi": "REQBDEFFXXX"}},
+        }
+        rid = str(uuid.uuid4())
+        req = urllib.request.Request(  # noqa: S310
+            base + "/vop/v1/payee-verifications",
+            data=json.dumps(payload).encode(),
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "X-Request-ID": rid,
+                "X-Request-Timestamp": now_rfc3339(),
+            },
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
+            assert json.loads(resp.read()) == {"partyNameMatch": "MTCH"}
+            assert resp.headers["X-Request-ID"] == rid
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode is not None
+
+
+def test_vop_serve_refuses_missing_snapshot(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--index", str(tmp_path / "nope.parquet")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "snapshot file not found" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
