@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from litestar import Litestar
-from litestar.openapi import OpenAPIConfig
+from litestar import Litestar, get
 
 from app.index_holder import IndexHolder
+from app.openapi import build_openapi
 from app.problems import exception_handlers
 from app.routes.health import healthz, problem_type, readyz
-from app.routes.verification import verify_payee
+from app.routes.verification import verification_route
 from app.service import Verifier
 from app.settings import Settings
 from matching.index import AccountIndex
@@ -26,28 +27,26 @@ def create_app(
     holder = IndexHolder()
     if index is not None:
         holder.swap(index)
+    verifier = Verifier(holder, settings.psp_bics)
+    document = build_openapi()
+
+    @get("/schema/openapi.json", include_in_schema=False)
+    async def openapi() -> dict[str, Any]:
+        return document
 
     def start_loading() -> None:
         if loader is not None and holder.current is None:
             holder.load_in_background(loader)
 
     app = Litestar(
-        route_handlers=[verify_payee, healthz, readyz, problem_type],
+        route_handlers=[verification_route(settings, verifier), healthz, readyz, problem_type, openapi],
         exception_handlers=exception_handlers(),
         on_startup=[start_loading],
-        openapi_config=OpenAPIConfig(
-            title="Verification of Payee responder",
-            version="1.1.1",
-            description=(
-                "EPC VoP inter-PSP API (responding PSP). "
-                "Errors are RFC 9457 problem JSON with a scheme `code`."
-            ),
-            path="/schema",
-        ),
+        openapi_config=None,
         request_max_body_size=settings.max_body_bytes,
         debug=False,
     )
     app.state.settings = settings
     app.state.holder = holder
-    app.state.verifier = Verifier(holder, settings.psp_bics)
+    app.state.verifier = verifier
     return app

@@ -94,12 +94,15 @@ def problem_response(err: ProblemError, request_id: str | None = None) -> Respon
     )
 
 
-def _request_id(request: Request[Any, Any, Any]) -> str | None:
-    rid = request.headers.get("x-request-id")
-    # Echo only something that looks like an id; never reflect arbitrary text.
+def echoable_request_id(rid: str | None) -> str | None:
+    """The request id to echo on an error: only something that looks like an id, never arbitrary text."""
     if rid and len(rid) <= 64 and rid.replace("-", "").isalnum():
         return rid
     return None
+
+
+def _request_id(request: Request[Any, Any, Any]) -> str | None:
+    return echoable_request_id(request.headers.get("x-request-id"))
 
 
 def _on_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[bytes]:

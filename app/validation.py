@@ -11,7 +11,7 @@ from datetime import datetime
 
 from app.problems import ProblemError
 from app.wire import VerificationRequest
-from matching.iban import iban_problem
+from matching.iban import iban_problem, iso7064_mod97
 from matching.model import Check
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -75,7 +75,7 @@ def check_name(value: str, field: str = "party.name") -> str:
 
 def check_lei(value: str) -> str:
     lei = value.upper()
-    if not _LEI.fullmatch(lei) or int("".join(str(int(c, 36)) for c in lei)) % 97 != 1:
+    if not _LEI.fullmatch(lei) or iso7064_mod97(lei) != 1:
         raise ProblemError("FORMAT_ERROR", "party.identification.organisationId.lei is not a valid LEI")
     return lei
 

@@ -19,13 +19,21 @@ IBAN_LENGTHS: dict[str, int] = {
 }  # fmt: skip
 
 _SHAPE = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}")
+# A=10 … Z=35, as one str.translate table (profiled: a per-character int(ch, 36) loop was the
+# largest pure-Python cost of a request).
+_LETTER_DIGITS = str.maketrans({chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})
+
+
+def iso7064_mod97(text: str) -> int:
+    """ISO 7064 MOD 97-10 remainder of upper-case alphanumerics (letters count as 10-35).
+
+    Valid IBANs (rearranged) and LEIs (ISO 17442) leave 1."""
+    return int(text.translate(_LETTER_DIGITS)) % 97
 
 
 def mod97(iban: str) -> int:
     """ISO 7064 MOD 97-10 remainder of an IBAN (country + check digits moved to the end)."""
-    rearranged = iban[4:] + iban[:4]
-    digits = "".join(str(int(ch, 36)) for ch in rearranged)
-    return int(digits) % 97
+    return iso7064_mod97(iban[4:] + iban[:4])
 
 
 def iban_problem(iban: str) -> str | None:

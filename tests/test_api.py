@@ -344,13 +344,30 @@ def test_readyz_reports_failed_load() -> None:
 def test_openapi_documents_endpoint_examples_and_errors(client: Client) -> None:
     spec = client.get("/schema/openapi.json").json()
     op = spec["paths"][URL]["post"]
-    assert {"200", "400", "413", "503"} <= set(op["responses"])
+    assert {"200", "400", "405", "413", "503"} <= set(op["responses"])
     media = op["requestBody"]["content"]["application/json"]
-    examples = media.get("examples") or media["schema"].get("examples")
-    assert examples[0]["partyAccount"]["iban"]
+    example = next(iter(media["examples"].values()))["value"]
+    assert example["partyAccount"]["iban"]
     params = {p["name"] for p in op["parameters"]}
     assert {"X-Request-ID", "X-Request-Timestamp"} <= params
-    assert "Problem" in spec["components"]["schemas"]
+    schemas = spec["components"]["schemas"]
+    assert {"Problem", "VerificationRequest", "VerificationResponse"} <= set(schemas)
+    assert "FORMAT_ERROR" in schemas["Problem"]["properties"]["code"]["enum"]
+
+
+def test_openapi_describes_every_served_route(app: Litestar) -> None:
+    from app.openapi import build_openapi
+
+    served = {route.path_format for route in app.routes}
+    assert served == set(build_openapi()["paths"])
+
+
+def test_example_request_is_valid_and_answered(client: Client) -> None:
+    from app.wire import REQUEST_EXAMPLE
+
+    resp = post(client, REQUEST_EXAMPLE)
+    assert resp.status_code == 200
+    assert resp.json() == {"partyNameMatch": "MTCH"}
 
 
 # ---- robustness ----------------------------------------------------------------------------------

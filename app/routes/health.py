@@ -1,4 +1,4 @@
-"""Liveness, readiness and the problem-type documents."""
+"""Liveness, readiness and the problem-type documents (described in app/openapi.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from app.index_holder import IndexHolder
 from app.problems import PROBLEM_CODES, ProblemError
 
 
-@get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+@get("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@get("/readyz", tags=["operations"], summary="Readiness: 200 once the index is loaded, 503 before")
+@get("/readyz", include_in_schema=False)
 async def readyz(request: Request[None, None, State]) -> Response[dict[str, Any]]:
     holder: IndexHolder = request.app.state.holder
     index = holder.current
@@ -31,7 +31,7 @@ async def readyz(request: Request[None, None, State]) -> Response[dict[str, Any]
     )
 
 
-@get("/vop/v1/problems/{code:str}", tags=["operations"], summary="What a problem code means")
+@get("/vop/v1/problems/{code:str}", include_in_schema=False)
 async def problem_type(code: Annotated[str, PathParameter()]) -> dict[str, str]:
     if code not in PROBLEM_CODES:
         raise ProblemError("NOT_FOUND", f"no problem type {code}", 404)

@@ -1,0 +1,144 @@
+"""The OpenAPI 3.1 document, built from the same msgspec Structs that decode and encode the wire.
+
+The verification route is an ASGI-level route (see app/routes/verification.py), which Litestar
+does not describe, so the whole document is assembled here explicitly; a test checks that every
+served route is described.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from app.problems import PROBLEM_CODES, PROBLEM_MEDIA_TYPE
+from app.wire import REQUEST_EXAMPLE, Problem, VerificationRequest, VerificationResponse
+
+REF = "#/components/schemas/{name}"
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": REF.format(name="Problem")}}},
+    }
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def build_openapi(version: str = "1.1.1") -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(
+        (VerificationRequest, VerificationResponse, Problem), ref_template=REF
+    )
+    components["Problem"]["properties"]["code"]["enum"] = sorted(PROBLEM_CODES)
+    header = {"in": "header", "required": True, "schema": {"type": "string"}}
+    verify_op = {
+        "operationId": "verifyPayee",
+        "tags": ["verification"],
+        "summary": "Verify a payee name or organisation identifier against an IBAN held here",
+        "description": (
+            "Answers `partyNameMatch` (MTCH, CMTC with `matchedName`, NMTC, NOAP) for a name, or "
+            "`partyIdMatch` (MTCH, NMTC, NOAP) when `party.identification` is given (the name is then "
+            "ignored). NOAP for closed, blocked and unknown accounts. `matchedName` is present if and "
+            "only if the answer is CMTC."
+        ),
+        "parameters": [
+            {
+                **header,
+                "name": "X-Request-ID",
+                "description": "UUID of this request; echoed",
+                "schema": {"type": "string", "format": "uuid"},
+            },
+            {
+                **header,
+                "name": "X-Request-Timestamp",
+                "description": "RFC 3339 UTC time the request was sent (e.g. 2026-01-31T12:00:00Z)",
+                "schema": {"type": "string", "format": "date-time"},
+            },
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": REF.format(name="VerificationRequest")},
+                    "examples": {"nameCheck": {"summary": "name check", "value": REQUEST_EXAMPLE}},
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                **_json("The answer", {"$ref": REF.format(name="VerificationResponse")}),
+                "headers": {
+                    "X-Request-ID": {"schema": {"type": "string"}},
+                    "X-Response-Timestamp": {"schema": {"type": "string", "format": "date-time"}},
+                },
+            },
+            "400": _problem("FORMAT_ERROR or TIMESTAMP_INVALID: the request breaks the API's rules"),
+            "405": _problem("METHOD_NOT_ALLOWED: only POST"),
+            "413": _problem("FORMAT_ERROR: the body exceeds the size limit"),
+            "500": _problem("INTERNAL_ERROR: an unexpected failure (logged)"),
+            "503": _problem("SERVICE_UNAVAILABLE: the index is not loaded yet (Retry-After)"),
+        },
+    }
+    status = {"type": "object", "additionalProperties": True}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Verification of Payee responder",
+            "version": version,
+            "description": "EPC VoP inter-PSP API (responding PSP). Errors are RFC 9457 problem JSON "
+            "with a scheme `code`.",
+        },
+        "paths": {
+            "/vop/v1/payee-verifications": {"post": verify_op},
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "tags": ["operations"],
+                    "summary": "Liveness: the process answers",
+                    "responses": {"200": _json("alive", status)},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "tags": ["operations"],
+                    "summary": "Readiness: 200 once the index is loaded, 503 before",
+                    "responses": {
+                        "200": _json("ready", status),
+                        "503": _json("loading or failed (Retry-After)", status),
+                    },
+                }
+            },
+            "/vop/v1/problems/{code}": {
+                "get": {
+                    "operationId": "problemType",
+                    "tags": ["operations"],
+                    "summary": "What a problem code means",
+                    "parameters": [
+                        {
+                            "in": "path",
+                            "name": "code",
+                            "required": True,
+                            "schema": {"type": "string", "enum": sorted(PROBLEM_CODES)},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json("the code's title and description", status),
+                        "404": _problem("NOT_FOUND: no such code"),
+                    },
+                }
+            },
+            "/schema/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "tags": ["operations"],
+                    "summary": "This document",
+                    "responses": {"200": _json("OpenAPI 3.1", status)},
+                }
+            },
+        },
+        "components": {"schemas": components},
+    }
