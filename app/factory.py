@@ -7,9 +7,11 @@ from typing import Any
 
 from litestar import Litestar, get
 
+from app.backpressure import LoadGate
 from app.index_holder import IndexHolder
 from app.openapi import build_openapi
 from app.problems import exception_handlers
+from app.routes.bulk import bulk_route
 from app.routes.health import healthz, problem_type, readyz
 from app.routes.verification import verification_route
 from app.service import Verifier
@@ -28,6 +30,7 @@ def create_app(
     if index is not None:
         holder.swap(index)
     verifier = Verifier(holder, settings.psp_bics)
+    gate = LoadGate(settings.max_in_flight)
     document = build_openapi()
 
     @get("/schema/openapi.json", include_in_schema=False)
@@ -39,7 +42,14 @@ def create_app(
             holder.load_in_background(loader)
 
     app = Litestar(
-        route_handlers=[verification_route(settings, verifier), healthz, readyz, problem_type, openapi],
+        route_handlers=[
+            verification_route(settings, verifier, gate),
+            bulk_route(settings, verifier, gate),
+            healthz,
+            readyz,
+            problem_type,
+            openapi,
+        ],
         exception_handlers=exception_handlers(),
         on_startup=[start_loading],
         openapi_config=None,
@@ -49,4 +59,5 @@ def create_app(
     app.state.settings = settings
     app.state.holder = holder
     app.state.verifier = verifier
+    app.state.load_gate = gate
     return app

@@ -12,7 +12,14 @@ from typing import Any
 import msgspec
 
 from app.problems import PROBLEM_CODES, PROBLEM_MEDIA_TYPE
-from app.wire import REQUEST_EXAMPLE, Problem, VerificationRequest, VerificationResponse
+from app.wire import (
+    REQUEST_EXAMPLE,
+    BulkRequest,
+    BulkResponse,
+    Problem,
+    VerificationRequest,
+    VerificationResponse,
+)
 
 REF = "#/components/schemas/{name}"
 
@@ -30,7 +37,7 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def build_openapi(version: str = "1.1.1") -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        (VerificationRequest, VerificationResponse, Problem), ref_template=REF
+        (VerificationRequest, VerificationResponse, Problem, BulkRequest, BulkResponse), ref_template=REF
     )
     components["Problem"]["properties"]["code"]["enum"] = sorted(PROBLEM_CODES)
     header = {"in": "header", "required": True, "schema": {"type": "string"}}
@@ -79,7 +86,41 @@ def build_openapi(version: str = "1.1.1") -> dict[str, Any]:
             "405": _problem("METHOD_NOT_ALLOWED: only POST"),
             "413": _problem("FORMAT_ERROR: the body exceeds the size limit"),
             "500": _problem("INTERNAL_ERROR: an unexpected failure (logged)"),
-            "503": _problem("SERVICE_UNAVAILABLE: the index is not loaded yet (Retry-After)"),
+            "503": _problem(
+                "SERVICE_UNAVAILABLE: index not loaded, at capacity, or deadline exceeded (Retry-After)"
+            ),
+        },
+    }
+    components["BulkRequest"]["properties"]["checks"] = {
+        "type": "array",
+        "minItems": 1,
+        "items": {"$ref": REF.format(name="VerificationRequest")},
+    }
+    bulk_op = {
+        "operationId": "verifyPayeesBulk",
+        "tags": ["verification"],
+        "summary": "Verify many payees at once (a payer's own channels, not inter-PSP)",
+        "description": (
+            "Up to VOP_BULK_MAX_ITEMS checks (default 10,000), answered in request order. An item "
+            "that is invalid gets `error` (a problem document) and the others are still answered."
+        ),
+        "parameters": verify_op["parameters"],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": REF.format(name="BulkRequest")},
+                    "examples": {
+                        "twoChecks": {"summary": "two checks", "value": {"checks": [REQUEST_EXAMPLE] * 2}}
+                    },
+                }
+            },
+        },
+        "responses": {
+            "200": _json("One result per check, in order", {"$ref": REF.format(name="BulkResponse")}),
+            "400": _problem("FORMAT_ERROR or TIMESTAMP_INVALID for the request as a whole"),
+            "413": _problem("FORMAT_ERROR: more checks than the limit, or the body exceeds the size limit"),
+            "503": _problem("SERVICE_UNAVAILABLE: index not loaded, at capacity, or deadline exceeded"),
         },
     }
     status = {"type": "object", "additionalProperties": True}
@@ -93,6 +134,7 @@ def build_openapi(version: str = "1.1.1") -> dict[str, Any]:
         },
         "paths": {
             "/vop/v1/payee-verifications": {"post": verify_op},
+            "/vop/v1/payee-verifications/bulk": {"post": bulk_op},
             "/healthz": {
                 "get": {
                     "operationId": "healthz",

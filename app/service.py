@@ -1,19 +1,18 @@
-"""From a decoded wire request to a wire response: validation, matching, shaping the answer.
+"""From decoded wire requests to wire answers: validation, matching, shaping the answer.
 
-The HTTP route and ``vop eval`` both call ``Verifier.answer``, so they share one code path.
+The HTTP routes and ``vop eval`` call the same methods, so they share one code path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from matching.policy import DEFAULT_SETTINGS, MatchSettings
+from collections.abc import Iterable, Sequence
 
 from app.index_holder import IndexHolder
 from app.problems import ProblemError
 from app.validation import to_check
 from app.wire import VerificationRequest, VerificationResponse
-from matching.model import Outcome
+from matching.model import Check, Outcome
+from matching.policy import DEFAULT_SETTINGS, MatchSettings
 from matching.verify import verify
 
 
@@ -29,6 +28,10 @@ def to_response(outcome: Outcome) -> VerificationResponse:
     return VerificationResponse(party_name_match=outcome.code)
 
 
+def not_ready() -> ProblemError:
+    return ProblemError("SERVICE_UNAVAILABLE", "account index is not loaded yet", 503, {"Retry-After": "1"})
+
+
 class Verifier:
     def __init__(
         self, holder: IndexHolder, psp_bics: Iterable[str], settings: MatchSettings = DEFAULT_SETTINGS
@@ -37,14 +40,19 @@ class Verifier:
         self.psp_bics = normalise_bics(psp_bics)
         self.settings = settings
 
-    def outcome(self, request: VerificationRequest) -> Outcome:
-        check = to_check(request, self.psp_bics)
+    def check(self, request: VerificationRequest) -> Check:
+        """Validate one request (raises ProblemError) and turn it into a domain Check."""
+        return to_check(request, self.psp_bics)
+
+    def outcomes(self, checks: Sequence[Check]) -> list[Outcome]:
+        """Answer a batch against one index version (taken once, so a swap never splits it)."""
         index = self.holder.current
         if index is None:
-            raise ProblemError(
-                "SERVICE_UNAVAILABLE", "account index is not loaded yet", 503, {"Retry-After": "1"}
-            )
-        return verify(index, [check], self.settings)[0]
+            raise not_ready()
+        return verify(index, checks, self.settings)
+
+    def outcome(self, request: VerificationRequest) -> Outcome:
+        return self.outcomes([self.check(request)])[0]
 
     def answer(self, request: VerificationRequest) -> VerificationResponse:
         return to_response(self.outcome(request))

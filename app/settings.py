@@ -37,6 +37,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How far X-Request-Timestamp may be from our clock, in seconds (TIMESTAMP_INVALID beyond).
     max_clock_skew_s: float = 300.0
     log_level: str = "info"
+    # Bulk endpoint (a payer's own channels): most items per request and largest body.
+    bulk_max_items: int = 10_000
+    bulk_max_body_bytes: int = 8 * 1024 * 1024
+    # Backpressure: checks in flight per worker (a bulk counts its size; a bulk larger than
+    # this is admitted only when the worker is otherwise idle). Beyond it: 503 + Retry-After.
+    max_in_flight: int = 16_384
+    # Every request is answered within this deadline, with an error if need be.
+    deadline_ms: float = 1000.0
+    # Micro-batching of concurrent single checks in one worker: window in ms (0 = off) and size.
+    microbatch_ms: float = 0.0
+    microbatch_max: int = 256
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -49,6 +60,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(f"VOP_MAX_BODY_BYTES must be at least 1024, got {self.max_body_bytes}")
         if self.max_clock_skew_s <= 0:
             raise SettingsError("VOP_MAX_CLOCK_SKEW_S must be positive")
+        if self.bulk_max_items < 1 or self.bulk_max_body_bytes < self.max_body_bytes:
+            raise SettingsError(
+                "VOP_BULK_MAX_ITEMS must be >= 1 and VOP_BULK_MAX_BODY_BYTES >= VOP_MAX_BODY_BYTES"
+            )
+        if self.max_in_flight < 1:
+            raise SettingsError("VOP_MAX_IN_FLIGHT must be at least 1")
+        if not 0 < self.deadline_ms <= 5000:
+            raise SettingsError("VOP_DEADLINE_MS must be in (0, 5000] (the scheme's limit is 5 s)")
+        if self.microbatch_ms < 0 or self.microbatch_max < 1:
+            raise SettingsError("VOP_MICROBATCH_MS must be >= 0 and VOP_MICROBATCH_MAX >= 1")
 
     @property
     def is_loopback(self) -> bool:

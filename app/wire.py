@@ -67,6 +67,14 @@ class VerificationResponse(msgspec.Struct, frozen=True, omit_defaults=True, rena
     matched_name: str | None = None
 
 
+class BulkRequest(msgspec.Struct, frozen=True):
+    """``POST /vop/v1/payee-verifications/bulk``: single-check bodies, answered in order.
+
+    Items stay raw here and are decoded one by one, so a malformed item fails alone."""
+
+    checks: Annotated[list[msgspec.Raw], msgspec.Meta(min_length=1)]
+
+
 class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
     """RFC 9457 problem details carrying the scheme's error ``code``."""
 
@@ -84,3 +92,16 @@ REQUEST_EXAMPLE = {
     "partyAgent": {"financialInstitutionId": {"bicfi": "VOPBDEFFXXX"}},
     "requestingAgent": {"financialInstitutionId": {"bicfi": "REQBDEFFXXX"}},
 }
+
+
+class BulkResult(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
+    """One bulk item: the single-check answer fields, or ``error`` with that item's problem."""
+
+    party_name_match: MatchCode | None = None
+    party_id_match: Literal["MTCH", "NMTC", "NOAP"] | None = None
+    matched_name: str | None = None
+    error: Problem | None = None
+
+
+class BulkResponse(msgspec.Struct, frozen=True):
+    results: list[BulkResult]

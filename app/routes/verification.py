@@ -10,108 +10,84 @@ Litestar's; the OpenAPI description of this route is built from the same Structs
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 import msgspec
 from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
 from litestar.types import Receive, Scope, Send
 
-from app.problems import PROBLEM_MEDIA_TYPE, ProblemError, echoable_request_id
-from app.service import Verifier
+from app.asgi_io import (
+    ClientDisconnectedError,
+    encoder,
+    read_body,
+    read_headers,
+    send_answer,
+    send_problem,
+    too_large,
+)
+from app.backpressure import LoadGate, deadline_exceeded
+from app.microbatch import MicroBatcher
+from app.problems import ProblemError
+from app.service import Verifier, to_response
 from app.settings import Settings
 from app.validation import check_request_id, check_timestamp
 from app.wire import VerificationRequest
 
 PATH = "/vop/v1/payee-verifications"
 log = logging.getLogger("vop.http")
-
 _decoder = msgspec.json.Decoder(VerificationRequest)
-_encoder = msgspec.json.Encoder()
-_JSON = (b"content-type", b"application/json")
-_PROBLEM_JSON = (b"content-type", PROBLEM_MEDIA_TYPE.encode())
 
 
-def response_timestamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def method_not_allowed() -> ProblemError:
+    return ProblemError("METHOD_NOT_ALLOWED", "use POST", 405, {"Allow": "POST"})
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionAbortedError
-        chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
-        size += len(chunk)
-        if size > limit:
-            raise ProblemError("FORMAT_ERROR", f"request body exceeds {limit} bytes", 413)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _problem_bytes(err: ProblemError) -> bytes:
-    return _encoder.encode(err.to_problem())
-
-
-def verification_route(settings: Settings, verifier: Verifier) -> ASGIRouteHandler:
+def verification_route(settings: Settings, verifier: Verifier, gate: LoadGate) -> ASGIRouteHandler:
     limit = settings.max_body_bytes
     skew = settings.max_clock_skew_s
-
-    async def send_answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+    deadline_s = settings.deadline_ms / 1000
+    batcher = (
+        MicroBatcher(verifier.outcomes, settings.microbatch_ms / 1000, settings.microbatch_max)
+        if settings.microbatch_ms > 0
+        else None
+    )
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-        rid: str | None = None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        headers = read_headers(scope)
+        admitted = False
         try:
             if scope.get("method") != "POST":
-                raise ProblemError("METHOD_NOT_ALLOWED", "use POST", 405, {"Allow": "POST"})
-            ts: str | None = None
-            length = 0
-            for name, value in scope["headers"]:
-                if name == b"x-request-id":
-                    rid = value.decode("latin-1")
-                elif name == b"x-request-timestamp":
-                    ts = value.decode("latin-1")
-                elif name == b"content-length":
-                    length = int(value) if value.isdigit() else 0
-            if length > limit:
-                raise ProblemError("FORMAT_ERROR", f"request body exceeds {limit} bytes", 413)
-            body = await _read_body(receive, limit)
+                raise method_not_allowed()
+            if headers.content_length > limit:
+                raise too_large(limit)
+            gate.acquire()
+            admitted = True
+            body = await read_body(receive, limit, started + deadline_s)
             try:
                 request = _decoder.decode(body)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 raise ProblemError("FORMAT_ERROR", str(exc)) from None
-            rid = check_request_id(rid)
-            check_timestamp(ts, skew)
-            answer = _encoder.encode(verifier.answer(request))
-            await send_answer(
-                send,
-                200,
-                answer,
-                [
-                    _JSON,
-                    (b"x-request-id", rid.encode()),
-                    (b"x-response-timestamp", response_timestamp().encode()),
-                ],
-            )
+            rid = check_request_id(headers.request_id)
+            check_timestamp(headers.timestamp, skew)
+            check = verifier.check(request)
+            outcome = await batcher.submit(check) if batcher else verifier.outcomes([check])[0]
+            elapsed = loop.time() - started
+            if elapsed > deadline_s:
+                raise deadline_exceeded(elapsed, deadline_s)
+            await send_answer(send, encoder.encode(to_response(outcome)), rid)
         except ProblemError as err:
-            headers = [_PROBLEM_JSON, *((k.lower().encode(), v.encode()) for k, v in err.headers.items())]
-            echo = echoable_request_id(rid)
-            if echo:
-                headers.append((b"x-request-id", echo.encode()))
-            await send_answer(send, err.status, _problem_bytes(err), headers)
-        except ConnectionAbortedError:
+            await send_problem(send, err, headers.request_id)
+        except ClientDisconnectedError:
             return
         except Exception:  # never crash, never leak internals
             log.exception("unhandled error in payee verification")
-            failure = ProblemError("INTERNAL_ERROR", "internal error", 500)
-            await send_answer(send, 500, _problem_bytes(failure), [_PROBLEM_JSON])
+            await send_problem(send, ProblemError("INTERNAL_ERROR", "internal error", 500), None)
+        finally:
+            if admitted:
+                gate.release()
 
-    handler: Callable[[Scope, Receive, Send], Awaitable[None]] = handle
-    return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee")(handler)
+    return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee")(handle)

@@ -1,0 +1,103 @@
+"""Small ASGI helpers shared by the ASGI-level routes: headers, bounded body reads, answers."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import msgspec
+from litestar.types import Receive, Scope, Send
+
+from app.problems import PROBLEM_MEDIA_TYPE, ProblemError, echoable_request_id
+
+JSON = (b"content-type", b"application/json")
+PROBLEM_JSON = (b"content-type", PROBLEM_MEDIA_TYPE.encode())
+encoder = msgspec.json.Encoder()
+
+
+class ClientDisconnectedError(Exception):
+    """The client went away before the body arrived."""
+
+
+class RequestHeaders(msgspec.Struct, gc=False):
+    request_id: str | None = None
+    timestamp: str | None = None
+    content_length: int = 0
+    authorization: str | None = None
+
+
+def read_headers(scope: Scope) -> RequestHeaders:
+    """One pass over the raw header list (cheaper than building a headers mapping)."""
+    h = RequestHeaders()
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            h.request_id = value.decode("latin-1")
+        elif name == b"x-request-timestamp":
+            h.timestamp = value.decode("latin-1")
+        elif name == b"content-length":
+            h.content_length = int(value) if value.isdigit() else 0
+        elif name == b"authorization":
+            h.authorization = value.decode("latin-1")
+    return h
+
+
+def too_large(limit: int) -> ProblemError:
+    return ProblemError("FORMAT_ERROR", f"request body exceeds {limit} bytes", 413)
+
+
+async def read_body(receive: Receive, limit: int, deadline: float) -> bytes:
+    """The whole body, at most ``limit`` bytes. A body that arrives in several chunks must be
+    complete by ``deadline`` (event-loop time); the usual single-chunk body costs no timer."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if chunks:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                async with asyncio.timeout(max(remaining, 0.0)):
+                    message = await receive()
+            except TimeoutError:
+                raise ProblemError(
+                    "FORMAT_ERROR", "request body did not arrive before the deadline", 408
+                ) from None
+        else:
+            message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnectedError
+        chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def response_timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_answer(send: Send, body: bytes, request_id: str) -> None:
+    await send_bytes(
+        send,
+        200,
+        body,
+        [
+            JSON,
+            (b"x-request-id", request_id.encode()),
+            (b"x-response-timestamp", response_timestamp().encode()),
+        ],
+    )
+
+
+async def send_problem(send: Send, err: ProblemError, request_id: str | None) -> None:
+    headers = [PROBLEM_JSON, *((k.lower().encode(), v.encode()) for k, v in err.headers.items())]
+    echo = echoable_request_id(request_id)
+    if echo:
+        headers.append((b"x-request-id", echo.encode()))
+    await send_bytes(send, err.status, encoder.encode(err.to_problem()), headers)
