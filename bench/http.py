@@ -1,0 +1,885 @@
+"""HTTP throughput/latency harness: ``vop serve`` next to a do-nothing granian app.
+
+``python -m bench.http [--accounts 1000000] [--workers 1] [--rounds 3] [--duration 10s]``
+
+1. Makes (or reuses, under ``bench/out/``) a demo snapshot of ``--accounts`` accounts and a file
+   of ``--probes`` request bodies drawn by ``bench.datagen.generate_probes`` (default mix: 60 %
+   exact, 20 % close, 15 % no match, 5 % unknown IBAN).
+2. Starts, on free loopback ports, (A) ``bench.noop_app`` on granian and (B) ``vop serve --index``
+   with the same ``--workers``; waits for readiness (B: ``/readyz`` 200) and checks a sample of
+   probes against B one by one (status and answer vs the generator's label).
+3. Drives A and B with the same wrk command (``bench/wrk/mix.lua``), alternating A, B each round.
+4. Offers B a fixed rate of ``--fixed-fraction`` (70 %) of its median peak with the open-loop
+   generator ``bench.fixed_rate`` (latency from the scheduled send time), and A the same rate as a
+   reference for what the generator and the loopback stack cost by themselves.
+5. Writes ``--json-out`` (default ``bench/out/http-<timestamp>.json``), a chart next to it (PNG with
+   matplotlib if installed, else HTML with inline SVG) and prints a Markdown table.
+
+Every server started here runs in its own process group and is stopped on exit, error or Ctrl-C.
+Every step is bounded in time. Load goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import importlib
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+from xml.sax.saxutils import escape
+
+import pyarrow.parquet as pq
+
+from bench.datagen import DEMO_BIC, DEMO_SEED, generate_probes
+from bench.fixed_rate import RESULT_MARKER as FIXED_MARKER
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+OUT = BENCH / "out"
+LUA = BENCH / "wrk" / "mix.lua"
+PATH = "/vop/v1/payee-verifications"
+HOST = "127.0.0.1"
+WRK_MARKER = "WRK_RESULT "
+REQUESTING_BIC = "REQBDEFFXXX"
+TARGETS = {"A": "do-nothing ASGI app (granian)", "B": "vop serve"}
+# DESIGN.md §5
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 5.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """The run cannot go on (a server did not start, wrk failed): one readable line."""
+
+
+def log(message: str) -> None:
+    print(f"[bench.http {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---------------------------------------------------------------- inputs: snapshot and probes
+
+
+def parse_duration(text: str) -> int:
+    """``10s`` / ``2m`` / ``1h`` / ``10`` → whole seconds (wrk takes whole units)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", text)
+    if not m or int(m.group(1)) < 1:
+        raise argparse.ArgumentTypeError(f"duration like 10s, 2m or 1h expected, got {text!r}")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def _datagen_tag() -> str:
+    """Short hash of the generator source: cached files are rebuilt when the generator changes."""
+    return hashlib.sha256((BENCH / "datagen.py").read_bytes()).hexdigest()[:8]
+
+
+def request_body(iban: str, name: str, agent_bic: str) -> str:
+    return json.dumps(
+        {
+            "party": {"name": name},
+            "partyAccount": {"iban": iban},
+            "partyAgent": {"financialInstitutionId": {"bicfi": agent_bic}},
+            "requestingAgent": {"financialInstitutionId": {"bicfi": REQUESTING_BIC}},
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    snapshot: Path
+    requests: Path  # one JSON body per line (for wrk and bench.fixed_rate)
+    labels: Path  # the matching Probe fields, one JSON object per line
+    categories: dict[str, int]
+
+
+def ensure_inputs(accounts: int, probes: int, seed: int, out_dir: Path) -> Inputs:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tag = _datagen_tag()
+    snapshot = out_dir / f"demo-{accounts}-{seed}-{tag}.parquet"
+    requests = out_dir / f"requests-{accounts}-{seed}-{tag}-{probes}.jsonl"
+    labels = out_dir / f"labels-{accounts}-{seed}-{tag}-{probes}.jsonl"
+    if snapshot.is_file():
+        log(f"reusing snapshot {snapshot.relative_to(ROOT)}")
+    else:
+        log(f"writing a demo snapshot of {accounts:,} accounts to {snapshot.relative_to(ROOT)} "
+            "(vop demo-data)")
+        tmp = snapshot.with_name(f".{snapshot.stem}.tmp.parquet")
+        cmd = [*_vop(), "demo-data", "--accounts", str(accounts), "--seed", str(seed), "--out", str(tmp)]
+        try:
+            subprocess.run(cmd, check=True, timeout=1800, cwd=ROOT)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            tmp.unlink(missing_ok=True)
+            raise BenchError(f"vop demo-data failed: {exc}") from None
+        tmp.replace(snapshot)
+    if requests.is_file() and labels.is_file():
+        log(f"reusing request file {requests.relative_to(ROOT)}")
+    else:
+        log(f"drawing {probes:,} probes (default mix) into {requests.relative_to(ROOT)}")
+        table = pq.read_table(snapshot)
+        drawn = generate_probes(table, probes, seed=seed)
+        del table
+        tmp_r, tmp_l = requests.with_suffix(".tmp"), labels.with_suffix(".tmp")
+        with tmp_r.open("w", encoding="utf-8") as fr, tmp_l.open("w", encoding="utf-8") as fl:
+            for p in drawn:
+                fr.write(request_body(p.iban, p.name, DEMO_BIC) + "\n")
+                label = {"iban": p.iban, "name": p.name, "category": p.category, "expected": p.expected,
+                         "expected_matched_name": p.expected_matched_name}
+                fl.write(json.dumps(label, ensure_ascii=False) + "\n")
+        tmp_r.replace(requests)
+        tmp_l.replace(labels)
+    categories: dict[str, int] = {}
+    for line in labels.read_text(encoding="utf-8").splitlines():
+        cat = json.loads(line)["category"]
+        categories[cat] = categories.get(cat, 0) + 1
+    return Inputs(snapshot, requests, labels, categories)
+
+
+def _vop() -> list[str]:
+    exe = Path(sys.executable).with_name("vop")
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "app.cli"]
+
+
+# ---------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _group_pids(pgid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU (user + system) used so far by the live processes of a process group."""
+    total = 0
+    for pid in _group_pids(pgid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def group_rss_mib(pgid: int) -> float:
+    total = 0
+    for pid in _group_pids(pgid):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+@dataclass
+class Server:
+    key: str
+    cmd: list[str]
+    port: int
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    log_file: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}{PATH}"
+
+    def start(self) -> None:
+        self.log_file = self.log_path.open("wb")
+        log(f"starting {self.key} ({TARGETS[self.key]}) on port {self.port}: {shlex.join(self.cmd)}")
+        self.proc = subprocess.Popen(
+            self.cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: stopped as a whole, spared the terminal's Ctrl-C
+        )
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_ready(self, timeout: float) -> float:
+        """Poll until ready (A: a POST answers 200; B: ``/readyz`` 200). Returns seconds waited."""
+        t0 = time.monotonic()
+        last = "no answer yet"
+        while time.monotonic() - t0 < timeout:
+            if self.proc is None or self.proc.poll() is not None:
+                code = None if self.proc is None else self.proc.returncode
+                raise BenchError(f"{self.key} exited (code {code}) before it was ready:\n{self.log_tail()}")
+            try:
+                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                if self.key == "A":
+                    conn.request("POST", PATH, body=b"{}", headers={"Content-Type": "application/json"})
+                else:
+                    conn.request("GET", "/readyz")
+                resp = conn.getresponse()
+                body = resp.read()
+                conn.close()
+                if resp.status == 200:
+                    return time.monotonic() - t0
+                last = f"{resp.status} {body[:200].decode(errors='replace')}"
+                if b'"failed"' in body:
+                    raise BenchError(f"{self.key} reports a failed index load: {last}")
+            except OSError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.25)
+        raise BenchError(f"{self.key} not ready after {timeout:.0f} s (last: {last}):\n{self.log_tail()}")
+
+    def cpu_seconds(self) -> float:
+        return group_cpu_seconds(self.proc.pid) if self.proc else 0.0
+
+    def rss_mib(self) -> float:
+        return group_rss_mib(self.proc.pid) if self.proc else 0.0
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is not None:
+            for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    continue
+                # the main process is gone; make sure no worker of its group outlives it
+                if not _group_pids(proc.pid):
+                    break
+            log(f"stopped {self.key} (exit code {proc.returncode})")
+            self.proc = None
+        if self.log_file is not None:
+            self.log_file.close()
+            self.log_file = None
+
+    def log_problems(self) -> list[str]:
+        """Log lines that point at server-side trouble (tracebacks, errors, respawned workers)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        pattern = re.compile(r"Traceback|\bERROR\b|\bCRITICAL\b|exception|respawn|died|killed", re.IGNORECASE)
+        return [line for line in text.splitlines() if pattern.search(line)][:50]
+
+
+@contextmanager
+def running(server: Server) -> Iterator[Server]:
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------- preflight
+
+
+def preflight(server: Server, labels: Path, sample: int) -> dict[str, Any]:
+    """Send ``sample`` probes one at a time; count non-2xx and answers that differ from the label."""
+    rows = [json.loads(line) for line in labels.read_text(encoding="utf-8").splitlines()[:sample]]
+    statuses: dict[str, int] = {}
+    samples: dict[str, str] = {}
+    mismatches: dict[str, dict[str, int]] = {}
+    examples: list[dict[str, Any]] = []
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=10)
+    try:
+        for row in rows:
+            body = request_body(row["iban"], row["name"], DEMO_BIC).encode()
+            conn.request("POST", PATH, body=body, headers={
+                "Content-Type": "application/json", "X-Request-ID": str(uuid.uuid4()),
+                "X-Request-Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            })
+            resp = conn.getresponse()
+            raw = resp.read()
+            key = str(resp.status)
+            statuses[key] = statuses.get(key, 0) + 1
+            if not 200 <= resp.status < 300:
+                samples.setdefault(key, raw[:400].decode(errors="replace"))
+                continue
+            answer = json.loads(raw)
+            got = answer.get("partyNameMatch")
+            ok = got == row["expected"] and (got != "CMTC" or answer.get("matchedName") == row[
+                "expected_matched_name"])
+            if not ok:
+                per = mismatches.setdefault(row["category"], {})
+                label = f"{row['expected']}->{got}"
+                per[label] = per.get(label, 0) + 1
+                if len(examples) < 10:
+                    examples.append({"name": row["name"], "iban": row["iban"], "category": row["category"],
+                                     "expected": row["expected"], "answer": answer})
+    finally:
+        conn.close()
+    agree = sum(statuses.get(k, 0) for k in statuses if k.startswith("2")) - sum(
+        sum(v.values()) for v in mismatches.values())
+    return {"sent": len(rows), "statuses": statuses, "non_2xx_samples": samples, "agree_with_label": agree,
+            "label_mismatches": mismatches, "mismatch_examples": examples}
+
+
+# ---------------------------------------------------------------- wrk
+
+
+@dataclass
+class Measurement:
+    round: int
+    target: str
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p99_9_ms: float
+    non_2xx: int
+    socket_errors: int
+    requests: int
+    server_cpu_cores: float
+    loadgen_cpu_cores: float
+    loadavg_1m_before: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, str] = field(default_factory=dict)
+    socket_error_kinds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["errors"] = self.errors
+        return data
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def wrk_command(args: argparse.Namespace, url: str, requests: Path, seconds: int) -> list[str]:
+    return [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "5s",
+            "-s", str(LUA), url, "--", str(requests)]
+
+
+def run_wrk(args: argparse.Namespace, server: Server, requests: Path, seconds: int, rnd: int) -> Measurement:
+    cmd = wrk_command(args, server.url, requests, seconds)
+    load_before = os.getloadavg()[0]
+    cpu0, child0, t0 = server.cpu_seconds(), _children_cpu(), time.monotonic()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, cwd=ROOT,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"wrk ran past {seconds + 30} s against {server.key}") from None
+    wall = time.monotonic() - t0
+    server_cores = (server.cpu_seconds() - cpu0) / wall
+    loadgen_cores = (_children_cpu() - child0) / wall
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(WRK_MARKER)), None)
+    if line is None:
+        raise BenchError(f"wrk against {server.key} printed no result (exit {proc.returncode}): "
+                         f"{(proc.stderr or proc.stdout).strip()[-500:]}\n{server.log_tail()}")
+    data = json.loads(line[len(WRK_MARKER):])
+    lat = data["latency_us"]
+    kinds = {k: int(v) for k, v in data["errors"].items() if k != "status" and v}
+    return Measurement(
+        round=rnd, target=server.key, rps=float(data["rps"]),
+        p50_ms=lat["p50"] / 1000, p90_ms=lat["p90"] / 1000,
+        p99_ms=lat["p99"] / 1000, p99_9_ms=lat["p99_9"] / 1000, non_2xx=int(data["non_2xx"]),
+        socket_errors=int(data["socket_errors"]), requests=int(data["requests"]),
+        server_cpu_cores=server_cores, loadgen_cpu_cores=loadgen_cores,
+        statuses={str(k): int(v) for k, v in data.get("statuses", {}).items()},
+        samples={str(k): str(v) for k, v in data.get("samples", {}).items()}, socket_error_kinds=kinds,
+        loadavg_1m_before=load_before,
+    )
+
+
+def run_fixed(args: argparse.Namespace, server: Server, requests: Path, rate: float) -> dict[str, Any]:
+    seconds = args.fixed_seconds
+    cmd = [sys.executable, "-m", "bench.fixed_rate", "--url", server.url, "--requests", str(requests),
+           "--rate", f"{rate:.0f}", "--duration", str(seconds), "--connections", str(args.connections),
+           "--warmup", "1", "--drain", "5", "--quiet"]
+    cpu0, t0 = server.cpu_seconds(), time.monotonic()
+    limit = seconds + 1 + 5 + 30
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, cwd=ROOT, check=False)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"bench.fixed_rate ran past {limit} s against {server.key}") from None
+    wall = time.monotonic() - t0
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(FIXED_MARKER)), None)
+    if line is None:
+        raise BenchError(f"bench.fixed_rate against {server.key} printed no result (exit {proc.returncode}): "
+                         f"{proc.stderr.strip()[-500:]}")
+    data: dict[str, Any] = json.loads(line[len(FIXED_MARKER):])
+    data["target"] = server.key
+    data["server_cpu_cores"] = (server.cpu_seconds() - cpu0) / wall
+    # late although a connection was free: the generator itself could not keep the schedule
+    timer99, lat99 = data["timer_lag_ms"].get("p99", 0.0), data["latency_ms"].get("p99", 0.0)
+    data["generator_limited"] = bool(timer99 > 2.0 and timer99 > 0.25 * lat99)
+    return data
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine_info() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str] = {"python": platform.python_version()}
+    for mod in ("granian", "litestar", "msgspec", "uvloop"):
+        try:
+            versions[mod] = str(importlib.import_module(mod).__version__)
+        except (ImportError, AttributeError):
+            versions[mod] = "?"
+    return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(), "versions": versions,
+            "loadavg_at_start": list(os.getloadavg())}
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else math.nan
+
+
+def summarise(rounds: list[Measurement]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for key in TARGETS:
+        ms = [m for m in rounds if m.target == key]
+        out[key] = {
+            "rps": _median([m.rps for m in ms]), "p50_ms": _median([m.p50_ms for m in ms]),
+            "p90_ms": _median([m.p90_ms for m in ms]), "p99_ms": _median([m.p99_ms for m in ms]),
+            "p99_9_ms": _median([m.p99_9_ms for m in ms]), "errors": float(sum(m.errors for m in ms)),
+            "server_cpu_cores": _median([m.server_cpu_cores for m in ms]),
+            "loadgen_cpu_cores": _median([m.loadgen_cpu_cores for m in ms]),
+        }
+    return out
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m, cfg = result["machine"], result["config"]
+    lines = [
+        f"### HTTP single check: vop serve vs do-nothing granian app ({result['date'][:10]})",
+        "",
+        f"- command: `{result['command']}`",
+        f"- machine: {m['nproc']} CPUs (`nproc`), {m['cpu_model']}, Linux {m['kernel']}; "
+        f"Python {m['versions']['python']}, granian {m['versions']['granian']}",
+        f"- index: {cfg['accounts']:,} demo accounts; {cfg['probes']:,} probes "
+        + ", ".join(f"{k} {v}" for k, v in result["inputs"]["categories"].items()),
+        f"- load: `{result['wrk_command']}`; {cfg['workers']} worker(s); "
+        f"{cfg['rounds']} rounds A/B alternating, {cfg['warmup_s']} s warm-up each",
+        "- the load generator (wrk, bench.fixed_rate) runs on the same machine and shares its CPUs "
+        "with the server: the figures are ratios within one run, not capacity",
+        "",
+        "| round | target | req/s | p50 ms | p99 ms | p99.9 ms | errors | server CPU | wrk CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rounds"]:
+        lines.append(
+            f"| {r['round']} | {r['target']} | {r['rps']:,.0f} | {_f(r['p50_ms'])} | {_f(r['p99_ms'])} | "
+            f"{_f(r['p99_9_ms'])} | {r['errors']} | {r['server_cpu_cores']:.2f} | "
+            f"{r['loadgen_cpu_cores']:.2f} |"
+        )
+    for key, s in result["median"].items():
+        lines.append(
+            f"| median | {key} | **{s['rps']:,.0f}** | {_f(s['p50_ms'])} | {_f(s['p99_ms'])} | "
+            f"{_f(s['p99_9_ms'])} | {int(s['errors'])} | {s['server_cpu_cores']:.2f} | "
+            f"{s['loadgen_cpu_cores']:.2f} |"
+        )
+    per_round = ", ".join(_f(x, 3) for x in result["ratio_per_round"])
+    lines += ["", f"A = {TARGETS['A']}, B = {TARGETS['B']}. **B/A = {_f(result['ratio_b_over_a'], 3)}** "
+              f"(per round: {per_round}; target ≥ {TARGET_RATIO})."]
+    fixed = result.get("fixed_rate")
+    if fixed:
+        lines += [
+            "",
+            f"Fixed rate (open loop, `bench.fixed_rate`, latency from the scheduled send time, "
+            f"{fixed['fraction']:.0%} of B's median peak, {cfg['fixed_seconds']} s after 1 s warm-up):",
+            "",
+            "| target | offered req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors | "
+            "send lag p99 ms | generator's own lag p99 ms | generator CPU | server CPU |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in fixed["runs"]:
+            lat, lag = r["latency_ms"], r["send_lag_ms"]
+            flag = " (generator-limited)" if r["generator_limited"] else ""
+            lines.append(
+                f"| {r['target']}{flag} | {r['target_rate']:,.0f} | {r['achieved_rate']:,.0f} | "
+                f"{_f(lat.get('p50', math.nan))} | {_f(lat.get('p99', math.nan))} | "
+                f"{_f(lat.get('p99_9', math.nan))} | {r['errors']} | {_f(lag.get('p99', math.nan))} | "
+                f"{_f(r['timer_lag_ms'].get('p99', math.nan))} | "
+                f"{r['generator_cpu_cores']:.2f} | {r['server_cpu_cores']:.2f} |"
+            )
+    t = result["targets"]
+    lines += ["", "Targets (DESIGN.md §5): " + "; ".join(
+        f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in t.items() if ok is not None)]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- chart
+
+
+_COLOURS = {"A": "#7f7f7f", "B": "#1f77b4"}
+
+
+def _svg_throughput(rounds: list[dict[str, Any]], width: int = 460, height: int = 260) -> str:
+    n_rounds = max((r["round"] for r in rounds), default=0)
+    top = max((r["rps"] for r in rounds), default=1.0) * 1.15 or 1.0
+    left, bottom, plot_w, plot_h = 60, height - 40, width - 80, height - 70
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'font-family="sans-serif" font-size="11">',
+             f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="13">'
+             "Throughput per round (req/s)</text>"]
+    for i in range(5):
+        v = top * i / 4
+        y = bottom - plot_h * i / 4
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
+                     f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{v:,.0f}</text>')
+    group_w = plot_w / max(1, n_rounds)
+    bar_w = group_w * 0.35
+    for r in rounds:
+        x = left + group_w * (r["round"] - 1) + group_w * 0.12 + (bar_w if r["target"] == "B" else 0)
+        h = plot_h * r["rps"] / top
+        parts.append(f'<rect x="{x:.1f}" y="{bottom - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                     f'fill="{_COLOURS[r["target"]]}"><title>{r["target"]} round {r["round"]}: '
+                     f'{r["rps"]:,.0f} req/s</title></rect>'
+                     f'<text x="{x + bar_w / 2:.1f}" y="{bottom - h - 3:.1f}" text-anchor="middle" '
+                     f'font-size="9">{r["rps"] / 1000:.1f}k</text>')
+    for i in range(n_rounds):
+        parts.append(f'<text x="{left + group_w * (i + 0.5):.1f}" y="{bottom + 14}" text-anchor="middle">'
+                     f'round {i + 1}</text>')
+    parts.append(_svg_legend(left, height - 8))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _svg_legend(x: int, y: int) -> str:
+    out = []
+    for i, (key, label) in enumerate(TARGETS.items()):
+        out.append(f'<rect x="{x + i * 200}" y="{y - 9}" width="10" height="10" fill="{_COLOURS[key]}"/>'
+                   f'<text x="{x + i * 200 + 14}" y="{y}">{key}: {escape(label)}</text>')
+    return "".join(out)
+
+
+def _svg_latency(series: dict[str, list[float]], title: str, width: int = 460, height: int = 260) -> str:
+    """Percentile curves (p50 … p99.9) per target on a log latency axis."""
+    labels = ["p50", "p90", "p99", "p99.9"]
+    values = [v for vs in series.values() for v in vs if v and not math.isnan(v)]
+    lo = 10 ** math.floor(math.log10(min(values))) if values else 0.1
+    hi = 10 ** math.ceil(math.log10(max(values))) if values else 10.0
+    if hi <= lo:
+        hi = lo * 10
+    left, bottom, plot_w, plot_h = 60, height - 40, width - 80, height - 70
+
+    def ypos(v: float) -> float:
+        return bottom - plot_h * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'font-family="sans-serif" font-size="11">',
+             f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="13">{escape(title)}</text>']
+    decade = lo
+    while decade <= hi * 1.0001:
+        y = ypos(decade)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
+                     f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{decade:g} ms</text>')
+        decade *= 10
+    step = plot_w / (len(labels) - 1)
+    for i, lab in enumerate(labels):
+        parts.append(f'<text x="{left + step * i:.1f}" y="{bottom + 14}" text-anchor="middle">{lab}</text>')
+    for key, vs in series.items():
+        pts = [(left + step * i, ypos(v)) for i, v in enumerate(vs) if v and not math.isnan(v)]
+        if pts:
+            parts.append(f'<polyline fill="none" stroke="{_COLOURS[key]}" stroke-width="2" points="'
+                         + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
+            for (x, y), v in zip(pts, vs, strict=False):
+                parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{_COLOURS[key]}">'
+                             f'<title>{key}: {v:.2f} ms</title></circle>')
+    parts.append(_svg_legend(left, height - 8))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _latency_series(result: dict[str, Any]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    peak = {k: [s["p50_ms"], s["p90_ms"], s["p99_ms"], s["p99_9_ms"]] for k, s in result["median"].items()}
+    fixed: dict[str, list[float]] = {}
+    for r in (result.get("fixed_rate") or {}).get("runs", []):
+        lat = r["latency_ms"]
+        fixed[r["target"]] = [lat.get(k, math.nan) for k in ("p50", "p90", "p99", "p99_9")]
+    return peak, fixed
+
+
+def write_chart(result: dict[str, Any], json_path: Path) -> Path:
+    """PNG with matplotlib when it is installed, else an HTML page with inline SVG."""
+    peak, fixed = _latency_series(result)
+    try:
+        mpl: Any = importlib.import_module("matplotlib")
+    except ImportError:
+        mpl = None
+    if mpl is not None:
+        mpl.use("Agg")
+        plt: Any = importlib.import_module("matplotlib.pyplot")
+        fig, axes = plt.subplots(1, 3 if fixed else 2, figsize=(15 if fixed else 10, 4))
+        rounds = result["rounds"]
+        n = max(r["round"] for r in rounds)
+        for i, key in enumerate(TARGETS):
+            xs = [r["round"] - 0.2 + 0.4 * i for r in rounds if r["target"] == key]
+            ys = [r["rps"] for r in rounds if r["target"] == key]
+            axes[0].bar(xs, ys, width=0.4, color=_COLOURS[key], label=f"{key}: {TARGETS[key]}")
+        axes[0].set(title="Throughput per round", xlabel="round", ylabel="req/s",
+                    xticks=list(range(1, n + 1)))
+        axes[0].legend(fontsize=8)
+        panels = [(axes[1], peak, "Latency at peak (median of rounds)")]
+        fixed_title = f"Latency at fixed rate ({result['fixed_rate']['rate']:,.0f} req/s)" if fixed else ""
+        if fixed:
+            panels.append((axes[2], fixed, fixed_title))
+        for ax, series, title in panels:
+            for key, vs in series.items():
+                ax.plot(["p50", "p90", "p99", "p99.9"], vs, marker="o", color=_COLOURS[key], label=key)
+            ax.set(title=title, ylabel="ms", yscale="log")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = json_path.with_suffix(".png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+    svgs = [_svg_throughput(result["rounds"]), _svg_latency(peak, "Latency at peak (median of rounds)")]
+    if fixed:
+        svgs.append(_svg_latency(fixed, f"Latency at fixed rate ({result['fixed_rate']['rate']:,.0f} req/s)"))
+    path = json_path.with_suffix(".html")
+    path.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>bench.http "
+        f"{escape(result['date'])}</title></head><body style='font-family:sans-serif'>"
+        f"<h3>bench.http {escape(result['date'])}: B/A = {_f(result['ratio_b_over_a'], 3)}</h3>"
+        f"<p><code>{escape(result['command'])}</code></p>" + "\n".join(svgs) + "</body></html>\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+# ---------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.http",
+        description="Throughput and latency of vop serve next to a do-nothing granian app (the ceiling).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--accounts", type=int, default=1_000_000, help="accounts in the demo snapshot")
+    p.add_argument("--probes", type=int, default=10_000, help="distinct requests wrk cycles through")
+    p.add_argument("--seed", type=int, default=None, help="generator seed (default: the demo seed)")
+    p.add_argument("--workers", type=int, default=1, help="granian workers for both A and B")
+    p.add_argument("--connections", type=int, default=64, help="wrk connections (also for the fixed rate)")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads")
+    p.add_argument("--duration", type=parse_duration, default=parse_duration("10s"),
+                   help="wrk duration per run, e.g. 10s or 1m")
+    p.add_argument("--warmup", type=parse_duration, default=parse_duration("2s"),
+                   help="unmeasured wrk run against each target before round 1")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of A then B")
+    p.add_argument("--fixed-fraction", type=float, default=0.7,
+                   help="fixed-rate run at this fraction of B's median peak (0 to skip)")
+    p.add_argument("--fixed-duration", dest="fixed_seconds", type=parse_duration, default=None,
+                   help="fixed-rate run length (default: --duration)")
+    p.add_argument("--preflight", type=int, default=300,
+                   help="probes sent one by one to B first, to check statuses and answers (0 to skip)")
+    p.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for each server")
+    p.add_argument("--json-out", type=Path, default=None,
+                   help="result file (default bench/out/http-<time>.json)")
+    p.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="wrk binary")
+    return p
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+    seed = DEMO_SEED if args.seed is None else args.seed
+    if args.fixed_seconds is None:
+        args.fixed_seconds = args.duration
+    started = datetime.now(UTC)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    json_path: Path = args.json_out or OUT / f"http-{stamp}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    log_dir = OUT / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    inputs = ensure_inputs(args.accounts, args.probes, seed, OUT)
+    workers = str(args.workers)
+    servers = {
+        "A": Server("A", [sys.executable, "-m", "bench.noop_app", "--host", HOST, "--port", str(free_port()),
+                          "--workers", workers], 0, log_dir / f"http-{stamp}-A-noop.log"),
+        "B": Server("B", [*_vop(), "serve", "--index", str(inputs.snapshot), "--host", HOST,
+                          "--workers", workers], 0, log_dir / f"http-{stamp}-B-vop.log"),
+    }
+    for s in servers.values():
+        s.port = free_port() if s.key == "B" else int(s.cmd[s.cmd.index("--port") + 1])
+        if s.key == "B":
+            s.cmd += ["--port", str(s.port)]
+
+    result: dict[str, Any] = {
+        "date": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "command": "python -m bench.http " + shlex.join(argv),
+        "machine": machine_info(),
+        "config": {"accounts": args.accounts, "probes": args.probes, "seed": seed, "workers": args.workers,
+                   "connections": args.connections, "threads": args.threads, "duration_s": args.duration,
+                   "warmup_s": args.warmup, "rounds": args.rounds, "fixed_fraction": args.fixed_fraction,
+                   "fixed_seconds": args.fixed_seconds},
+        "inputs": {"snapshot": str(inputs.snapshot.relative_to(ROOT)),
+                   "requests": str(inputs.requests.relative_to(ROOT)), "categories": inputs.categories},
+        "wrk_command": shlex.join(wrk_command(args, "URL", inputs.requests.relative_to(ROOT), args.duration)),
+        "notes": [
+            f"load generator and server share this machine's {os.cpu_count()} CPUs",
+            "A and B are both running during every measurement; only one is loaded at a time",
+            "loadavg_1m_before per round shows other work on the machine (a shared tree may run tests)",
+        ],
+    }
+    with ExitStack() as stack:
+        for s in servers.values():
+            stack.enter_context(running(s))
+        for s in servers.values():
+            waited = s.wait_ready(args.ready_timeout)
+            log(f"{s.key} ready after {waited:.1f} s, RSS {s.rss_mib():,.0f} MiB")
+            result.setdefault("startup", {})[s.key] = {"ready_s": round(waited, 2),
+                                                        "rss_mib": round(s.rss_mib())}
+        if args.preflight > 0:
+            log(f"preflight: {args.preflight} probes one by one against B")
+            pf = preflight(servers["B"], inputs.labels, args.preflight)
+            result["preflight"] = pf
+            log(f"preflight: statuses {pf['statuses']}, {pf['agree_with_label']}/{pf['sent']} agree with the "
+                f"generator's label; mismatches {pf['label_mismatches'] or 'none'}")
+        warm: list[dict[str, Any]] = []
+        for key in ("A", "B"):
+            if args.warmup > 0:
+                log(f"warm-up {args.warmup} s: {key}")
+                warm.append(run_wrk(args, servers[key], inputs.requests, args.warmup, 0).as_dict())
+        result["warmup"] = warm
+        rounds: list[Measurement] = []
+        for rnd in range(1, args.rounds + 1):
+            for key in ("A", "B"):
+                log(f"round {rnd}/{args.rounds}: {key} ({TARGETS[key]}), wrk {args.duration} s")
+                m = run_wrk(args, servers[key], inputs.requests, args.duration, rnd)
+                rounds.append(m)
+                log(f"  {m.rps:,.0f} req/s, p50 {m.p50_ms:.2f} ms, p99 {m.p99_ms:.2f} ms, p99.9 "
+                    f"{m.p99_9_ms:.2f} ms, errors {m.errors} "
+                    f"(non-2xx {m.non_2xx}, socket {m.socket_errors}); "
+                    f"server CPU {m.server_cpu_cores:.2f}, wrk CPU {m.loadgen_cpu_cores:.2f} cores")
+        med = summarise(rounds)
+        result["rounds"] = [m.as_dict() for m in rounds]
+        result["median"] = med
+        result["ratio_b_over_a"] = med["B"]["rps"] / med["A"]["rps"] if med["A"]["rps"] else math.nan
+        result["ratio_per_round"] = [
+            b.rps / a.rps for a, b in zip(rounds[0::2], rounds[1::2], strict=True) if a.rps
+        ]
+        if args.fixed_fraction > 0:
+            rate = args.fixed_fraction * med["B"]["rps"]
+            runs = []
+            for key in ("A", "B"):
+                log(f"fixed rate {rate:,.0f} req/s ({args.fixed_fraction:.0%} of B's median peak) "
+                    f"for {args.fixed_seconds} s: {key}")
+                fr = run_fixed(args, servers[key], inputs.requests, rate)
+                lat = fr["latency_ms"]
+                log(f"  achieved {fr['achieved_rate']:,.0f} req/s, "
+                    f"p50 {lat.get('p50', math.nan):.2f} ms, p99 "
+                    f"{lat.get('p99', math.nan):.2f} ms, p99.9 {lat.get('p99_9', math.nan):.2f} ms, errors "
+                    f"{fr['errors']}, send lag p99 {fr['send_lag_ms'].get('p99', math.nan):.2f} ms "
+                    f"(generator's own {fr['timer_lag_ms'].get('p99', math.nan):.2f} ms)"
+                    + (" (generator-limited)" if fr["generator_limited"] else ""))
+                runs.append(fr)
+            result["fixed_rate"] = {"fraction": args.fixed_fraction, "rate": rate, "runs": runs}
+    # servers are stopped here
+    result["server_log_problems"] = {k: s.log_problems() for k, s in servers.items()}
+    result["server_logs"] = {k: str(s.log_path.relative_to(ROOT)) for k, s in servers.items()}
+    fixed_b = next((r for r in (result.get("fixed_rate") or {}).get("runs", []) if r["target"] == "B"), None)
+    b_errors = int(result["median"]["B"]["errors"]) + (fixed_b["errors"] if fixed_b else 0)
+    result["targets"] = {
+        f"B/A ≥ {TARGET_RATIO}": bool(result["ratio_b_over_a"] >= TARGET_RATIO),
+        f"p99 ≤ {TARGET_P99_MS:g} ms at {args.fixed_fraction:.0%} of peak":
+            None if fixed_b is None else bool(fixed_b["latency_ms"].get("p99", math.inf) <= TARGET_P99_MS),
+        "zero errors (B)": b_errors == 0 and not result.get("preflight", {}).get("non_2xx_samples"),
+    }
+    json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    result["json_out"] = str(json_path)
+    result["chart"] = str(write_chart(result, json_path))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.accounts < 1 or args.probes < 1 or args.rounds < 1 or args.workers < 1:
+        build_parser().error("--accounts, --probes, --rounds and --workers must be at least 1")
+    if not Path(args.wrk).is_file():
+        build_parser().error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
+    # Ctrl-C, SIGTERM and SIGHUP all unwind through the servers' finally blocks (SIGINT explicitly:
+    # a shell may start us with it ignored).
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in handled}
+    try:
+        result = run(args, argv)
+    except BenchError as exc:
+        print(f"bench.http: error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("bench.http: interrupted; servers stopped", file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print()
+    print(markdown(result))
+    print()
+    problems = {k: v for k, v in result["server_log_problems"].items() if v}
+    errors = {m["target"]: m["errors"] for m in result["rounds"] if m["errors"]}
+    log(f"summary: B/A = {_f(result['ratio_b_over_a'], 3)}; "
+        f"median req/s A {result['median']['A']['rps']:,.0f}, "
+        f"B {result['median']['B']['rps']:,.0f}; errors in rounds {errors or 'none'}; "
+        f"server log problems {sum(len(v) for v in problems.values()) or 'none'}")
+    for key, samples in {m["target"]: m["samples"] for m in result["rounds"] if m["samples"]}.items():
+        log(f"non-2xx samples from {key}: {samples}")
+    log(f"wrote {result['json_out']} and {result['chart']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
