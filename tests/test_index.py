@@ -34,6 +34,8 @@ def test_lookup_rejects_keys_longer_than_any_iban(index: AccountIndex) -> None:
     # A longer key must not match a stored IBAN that is its prefix after truncation.
     assert index.lookup([IBAN_PERSON + "0000000000000"]).tolist() == [-1]
     assert index.lookup(["", "ÄÖÜ"]).tolist() == [-1, -1]
+    assert index.lookup([""]).tolist() == [-1]
+    assert index.lookup(["ÄÖÜ"]).tolist() == [-1]
 
 
 def test_registered_single_and_batch_agree(index: AccountIndex) -> None:
