@@ -1,0 +1,162 @@
+"""Scores → MTCH / CMTC / NMTC with a machine-readable reason (DESIGN.md §2).
+
+* **MTCH** only when the query equals one registered name after normalisation (case, accents,
+  umlaut spellings, punctuation, titles, word order of a person, "Surname, First", a legal form
+  written short or long or left out). For a query naming several holders ("Anna und Jan Nowak"),
+  every holder must equal a different registered holder (reason ``joint_both``).
+* **CMTC** when one registered name is within ``MatchSettings`` deviations; ``matched`` points at
+  it (the closest registered name; for several query holders, the one that deviates).
+* **NMTC** otherwise (reason ``no_match``).
+
+Reasons: ``exact``, ``legal_form_missing``, ``joint_both`` (MTCH); ``typo``, ``spacing``,
+``initial``, ``nickname``, ``middle_name_missing``, ``middle_name_extra``, ``legal_form_differs``,
+``word_order`` (CMTC); ``no_match`` (NMTC).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from matching.normalize import (
+    FORM_MARKER,
+    HOLDER_SEPARATOR,
+    fold,
+    fold_many,
+    organisation_tokens,
+    person_holders,
+    person_is_canonical,
+)
+from matching.scorer import NO_MATCH, Score, score_organisation, score_person
+from matching.settings import DEFAULT_SETTINGS, MatchSettings
+
+__all__ = ["DEFAULT_SETTINGS", "MatchSettings", "NameDecision", "decide_names"]
+
+
+class NameDecision(NamedTuple):
+    code: str  # "MTCH" | "CMTC" | "NMTC"
+    matched: int  # index into the account's registered names; -1 when NMTC
+    reason: str
+
+
+_NMTC = NameDecision("NMTC", -1, "no_match")
+
+
+@functools.lru_cache(maxsize=262_144)
+def _person_parse(prepared: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(h.split(" ")) for h in prepared.split(HOLDER_SEPARATOR) if h)
+
+
+@functools.lru_cache(maxsize=262_144)
+def _org_parse(prepared: str) -> tuple[str, ...]:
+    return tuple(prepared.split(" ")) if prepared else ()
+
+
+def _rank(score: Score) -> tuple[int, int, int]:
+    """Sort key, smaller is better: MTCH (0 deviations) < CMTC < NMTC."""
+    if score.deviations < 0:
+        return (2, 0, 0)
+    return (0 if score.deviations == 0 else 1, score.deviations, score.edits)
+
+
+def _to_decision(score: Score, matched: int) -> NameDecision:
+    if score.deviations < 0:
+        return _NMTC
+    return NameDecision("MTCH" if score.deviations == 0 else "CMTC", matched, score.reason)
+
+
+def _decide_person(
+    q_holders: tuple[tuple[str, ...], ...], prepared: Sequence[str], s: MatchSettings
+) -> NameDecision:
+    holders = [(i, h) for i, p in enumerate(prepared) for h in _person_parse(p)]
+    if not q_holders or not holders:
+        return _NMTC
+    if len(q_holders) == 1:
+        q = q_holders[0]
+        best, best_i = NO_MATCH, -1
+        for i, h in holders:
+            sc = score_person(q, h, s)
+            if _rank(sc) < _rank(best):
+                best, best_i = sc, i
+                if sc.deviations == 0:
+                    break
+        return _to_decision(best, best_i)
+    # several holders named in the query: each must be a different registered holder
+    if len(q_holders) > len(holders):
+        return _NMTC
+    table = [[score_person(q, h, s) for _, h in holders] for q in q_holders]
+    best_key: tuple[int, int, int] | None = None
+    best_pick: tuple[int, ...] = ()
+    for pick in itertools.permutations(range(len(holders)), len(q_holders)):
+        scores = [table[a][b] for a, b in enumerate(pick)]
+        if any(sc.deviations < 0 for sc in scores):
+            continue
+        key = (sum(sc.deviations for sc in scores), sum(sc.edits for sc in scores), 0)
+        if best_key is None or key < best_key:
+            best_key, best_pick = key, pick
+    if best_key is None:
+        return _NMTC
+    scores = [table[a][b] for a, b in enumerate(best_pick)]
+    if best_key[0] == 0:
+        return NameDecision("MTCH", holders[best_pick[0]][0], "joint_both")
+    if best_key[0] > s.max_deviations_person:
+        return _NMTC
+    worst = max(range(len(scores)), key=lambda k: scores[k].deviations)
+    return NameDecision("CMTC", holders[best_pick[worst]][0], scores[worst].reason)
+
+
+def _decide_organisation(q: tuple[str, ...], prepared: Sequence[str], s: MatchSettings) -> NameDecision:
+    best, best_i = NO_MATCH, -1
+    for i, p in enumerate(prepared):
+        sc = score_organisation(q, _org_parse(p), s, FORM_MARKER)
+        if _rank(sc) < _rank(best):
+            best, best_i = sc, i
+            if sc.deviations == 0:
+                break
+    return _to_decision(best, best_i)
+
+
+def decide_one(
+    folded_query: str, kind: str, prepared: Sequence[str], s: MatchSettings = DEFAULT_SETTINGS
+) -> NameDecision:
+    """Decision for one query, already character-folded (``normalize.fold``)."""
+    if not folded_query:  # nothing left of the name (only punctuation): never a match
+        return _NMTC
+    if kind == "organisation":
+        q = organisation_tokens(folded_query)
+        canon = " ".join(q)
+        for i, p in enumerate(prepared):
+            if p == canon:
+                return NameDecision("MTCH", i, "exact")
+        return _decide_organisation(q, prepared, s)
+    if person_is_canonical(folded_query):  # no title, connector, particle or comma: nothing to rewrite
+        for i, p in enumerate(prepared):
+            if p == folded_query:
+                return NameDecision("MTCH", i, "exact")
+        qh: tuple[tuple[str, ...], ...] = (tuple(folded_query.split(" ")),) if folded_query else ()
+        return _decide_person(qh, prepared, s)
+    qh = person_holders(folded_query)
+    if len(qh) == 1:
+        canon = " ".join(qh[0])
+        for i, p in enumerate(prepared):
+            if p == canon:
+                return NameDecision("MTCH", i, "exact")
+    return _decide_person(qh, prepared, s)
+
+
+def decide_names(
+    queries: Sequence[str],
+    kinds: Sequence[str],
+    registered: Sequence[Sequence[str]],
+    prepared: Sequence[Sequence[str]],
+    settings: MatchSettings = DEFAULT_SETTINGS,
+) -> list[NameDecision]:
+    """Batch: ``queries[i]`` (the raw name the payer typed) against account i, whose raw registered
+    names are ``registered[i]`` and whose ``prepare_registered()`` strings are ``prepared[i]``."""
+    n = len(queries)
+    if not (len(kinds) == len(registered) == len(prepared) == n):
+        raise ValueError("queries, kinds, registered and prepared differ in length")
+    folded = fold_many(queries) if n > 1 else [fold(queries[0])] if n else []
+    return [decide_one(f, k, p, settings) for f, k, p in zip(folded, kinds, prepared, strict=True)]

@@ -1,0 +1,190 @@
+"""Hypothesis properties of normalisation and matching."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from matching.name_variants import are_variants
+from matching.normalize import fold, fold_many, prepare_query, prepare_registered
+from matching.policy import decide_names
+
+LATINISH = st.characters(
+    codec="utf-8",
+    categories=("Lu", "Ll", "Mn", "Nd", "Zs", "Po", "Pd", "Ps", "Pe"),
+    max_codepoint=0x024F,
+) | st.sampled_from(list("ßæøłđþÆØŁĐÞ'’.-,& \u0308\u0301ﬁ"))
+#: Anything below U+3000 (Latin, Greek, Cyrillic, combining marks, symbols, compatibility forms).
+WIDE = st.characters(codec="utf-8", max_codepoint=0x2FFF, exclude_categories=("Cs", "Cn"))
+RAW = st.text(LATINISH, max_size=40)
+
+FIRST = st.sampled_from(
+    [
+        "Lucía",
+        "Pieter",
+        "Mette",
+        "Anouk",
+        "Mihai",
+        "Sébastien",
+        "Gonçalo",
+        "Siobhán",
+        "Jürgen",
+        "Tomáš",
+        "Ioana",
+        "Björn",
+        "Krzysztof",
+        "Ángela",
+        "Søren",
+        "Zuzana",
+        "Päivi",
+        "Wojciech",
+        "Giuseppe",
+        "László",
+        "Katharina",
+        "Henrik",
+        "João",
+        "Åsa",
+        "Małgorzata",
+        "Amélie",
+        "Hélène",
+        "Erzsébet",
+        "Ignacio",
+        "Oskar",
+    ]
+)
+LAST = st.sampled_from(
+    [
+        "Popescu",
+        "Krüger",
+        "Wiśniewska",
+        "Jørgensen",
+        "Martínez",
+        "Dvořáková",
+        "Weißmann",
+        "Öberg",
+        "Szabó",
+        "Lefèvre",
+        "Ó Briain",
+        "de Vries",
+        "van den Berg",
+        "O'Sullivan",
+        "Ng",
+        "Li",
+        "Sa",
+        "As",
+        "Ab",
+        "Oy",
+        "Müller",
+        "Schäfer",
+        "Großmann",
+        "García",
+        "Nowak",
+        "Esposito",
+        "Kowalski",
+        "Du",
+        "Wu",
+        "Lindqvist",
+    ]
+)
+TITLE = st.sampled_from(
+    ["Dr.", "Prof.", "Mr", "Mrs", "Herr", "Frau", "Mme", "Sr.", "Sra.", "Dhr.", "Ing.", "Mag."]
+)
+ORG_WORD = st.sampled_from(
+    [
+        "Harbour",
+        "Seafoods",
+        "Nordlicht",
+        "Logistik",
+        "Vinhos",
+        "Douro",
+        "Atelier",
+        "Lumière",
+        "Bäckerei",
+        "Sonnenschein",
+        "Kft",
+        "AS",
+        "Sa",
+        "Estrella",
+        "Zakład",
+    ]
+)
+FORM = st.sampled_from(["GmbH", "AG", "B.V.", "Sp. z o.o.", "Ltd", "S.A.", "s.r.o.", "ApS", "Oy", "", "SRL"])
+
+
+def _decide(kind: str, registered: str, query: str) -> str:
+    prep = prepare_registered([registered], [kind])
+    return decide_names([query], [kind], [[registered]], [prep])[0].code
+
+
+def _strip_accents(s: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
+
+
+@given(RAW)
+@settings(max_examples=300)
+def test_fold_is_idempotent(raw: str) -> None:
+    once = fold(raw)
+    assert fold(once) == once
+
+
+@given(st.lists(st.text(WIDE, max_size=40) | RAW, min_size=1, max_size=20))
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+def test_scalar_and_polars_paths_are_identical(raws: list[str]) -> None:
+    assert fold_many(raws, force_polars=True) == [fold(r) for r in raws]
+
+
+@given(RAW, st.sampled_from(["person", "organisation"]))
+@settings(max_examples=200)
+def test_prepare_is_idempotent_on_canonical_text(raw: str, kind: str) -> None:
+    canon = prepare_query(raw, kind)
+    assume("#" not in canon and "+" not in canon)
+    assert prepare_query(canon, kind) == canon
+
+
+@given(FIRST, LAST, FIRST, LAST)
+@settings(max_examples=200)
+def test_person_answer_ignores_case_accents_spacing_and_titles(f1: str, l1: str, f2: str, l2: str) -> None:
+    registered = f"{f1} {l1}"
+    for query in (registered, f"{f2} {l1}", f"{f1} {l2}", f"{f2} {l2}"):
+        base = _decide("person", registered, query)
+        assert _decide("person", registered, query.upper()) == base
+        assert _decide("person", registered, _strip_accents(query)) == base
+        assert _decide("person", registered, "  " + query.replace(" ", "   ") + " ") == base
+
+
+@given(FIRST, LAST, TITLE)
+@settings(max_examples=200)
+def test_a_title_changes_nothing(first: str, last: str, title: str) -> None:
+    assert _decide("person", f"{first} {last}", f"{title} {first} {last}") == "MTCH"
+    assert _decide("person", f"{title} {first} {last}", f"{first} {last}") == "MTCH"
+
+
+@given(FIRST, LAST)
+def test_a_registered_person_matches_itself(first: str, last: str) -> None:
+    assert _decide("person", f"{first} {last}", f"{first} {last}") == "MTCH"
+    assert _decide("person", f"{first} {last}", f"{last}, {first}") == "MTCH"
+
+
+@given(st.lists(ORG_WORD, min_size=1, max_size=4), FORM)
+def test_a_registered_organisation_matches_itself(words: list[str], form: str) -> None:
+    name = " ".join([*words, form]).strip()
+    assert _decide("organisation", name, name) == "MTCH"
+    assert _decide("organisation", name, name.upper()) == "MTCH"
+
+
+@given(FIRST, FIRST, LAST)
+@settings(max_examples=300)
+def test_another_first_name_is_never_a_match(f1: str, f2: str, last: str) -> None:
+    a, b = prepare_query(f1, "person"), prepare_query(f2, "person")
+    assume(a != b and not are_variants(a, b))
+    assert _decide("person", f"{f1} {last}", f"{f2} {last}") != "MTCH"
+    assert _decide("person", f"{f1} {last}", f"{f2} {last}") == "NMTC"
+
+
+@given(FIRST, LAST, LAST)
+@settings(max_examples=300)
+def test_another_surname_is_never_a_match(first: str, l1: str, l2: str) -> None:
+    assume(prepare_query(l1, "person") != prepare_query(l2, "person"))
+    assert _decide("person", f"{first} {l1}", f"{first} {l2}") != "MTCH"
