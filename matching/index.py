@@ -73,8 +73,8 @@ class AccountIndex:
             return np.full(len(ibans), -1, dtype=np.int64)
         if len(ibans) == 1:  # lone check: a scalar search is ~6x cheaper than building arrays
             key = ibans[0].encode("ascii", "replace") if len(ibans[0]) <= width else b"\x00"
-            pos = int(self.keys.searchsorted(key))
-            row = pos if pos < n and self.keys[pos] == key else -1
+            at = int(self.keys.searchsorted(key))
+            row = at if at < n and self.keys[at] == key else -1
             return np.array([row], dtype=np.int64)
         encoded = [s.encode("ascii", "replace") if len(s) <= width else b"\x00" for s in ibans]
         query = np.array(encoded, dtype=self.keys.dtype)

@@ -10,9 +10,9 @@ import re
 from collections.abc import Sequence
 from typing import Literal, cast
 
-from matching.index import AccountIndex
+from matching.index import AccountIndex, Registered
 from matching.model import Check, Code, Outcome
-from matching.policy import DEFAULT_SETTINGS, MatchSettings, decide_names
+from matching.policy import DEFAULT_SETTINGS, MatchSettings, NameDecision, decide_names
 
 _ID_JUNK = re.compile(r"[\s.\-/]")
 
@@ -22,24 +22,25 @@ def verify(
 ) -> list[Outcome]:
     if not checks:
         return []
+    if len(checks) == 1:  # the lone inter-PSP request: same rules, no batch bookkeeping
+        check = checks[0]
+        row = int(index.lookup([check.iban])[0])
+        acct = index.registered([row])[0] if row >= 0 else None
+        settled = _settle(index, row, acct, check)
+        if settled is not None or acct is None:
+            return [settled or Outcome("name", "NOAP", "account_unknown")]
+        decision = decide_names([check.name or ""], [acct.type], [acct.names], [acct.prepared], settings)[0]
+        return [_name_outcome(acct, decision)]
+
     rows = index.lookup([c.iban for c in checks]).tolist()
     results: list[Outcome | None] = [None] * len(checks)
     known = [i for i, r in enumerate(rows) if r >= 0]
     accounts = dict(zip(known, index.registered([rows[i] for i in known]), strict=True))
-
     name_items: list[int] = []
     for i, check in enumerate(checks):
-        kind: Literal["name", "id"] = "id" if check.is_id_check else "name"
-        acct = accounts.get(i)
-        if acct is None:
-            results[i] = Outcome(kind, "NOAP", "account_unknown")
-        elif acct.status != "active":
-            results[i] = Outcome(kind, "NOAP", f"account_{acct.status}")
-        elif kind == "id":
-            results[i] = _verify_ids(index, rows[i], check)
-        else:
+        results[i] = _settle(index, rows[i], accounts.get(i), check)
+        if results[i] is None:
             name_items.append(i)
-
     if name_items:
         decisions = decide_names(
             [checks[i].name or "" for i in name_items],
@@ -49,10 +50,27 @@ def verify(
             settings,
         )
         for i, d in zip(name_items, decisions, strict=True):
-            matched = accounts[i].names[d.matched] if d.code == "CMTC" else None
-            results[i] = Outcome("name", cast(Code, d.code), d.reason, matched)
+            results[i] = _name_outcome(accounts[i], d)
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
+
+
+def _settle(index: AccountIndex, row: int, acct: Registered | None, check: Check) -> Outcome | None:
+    """The answer decided without the name policy (unknown or inactive account, identifier
+    check), or None when the name policy must decide."""
+    kind: Literal["name", "id"] = "id" if check.is_id_check else "name"
+    if acct is None:
+        return Outcome(kind, "NOAP", "account_unknown")
+    if acct.status != "active":
+        return Outcome(kind, "NOAP", f"account_{acct.status}")
+    if kind == "id":
+        return _verify_ids(index, row, check)
+    return None
+
+
+def _name_outcome(acct: Registered, d: NameDecision) -> Outcome:
+    matched = acct.names[d.matched] if d.code == "CMTC" else None
+    return Outcome("name", cast(Code, d.code), d.reason, matched)
 
 
 def _norm_id(value: str) -> str:

@@ -132,7 +132,9 @@ def test_service_at_capacity_answers_503(index: AccountIndex) -> None:
     app.state.load_gate.release()
 
 
-def test_deadline_exceeded_answers_error_not_late(index: AccountIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_deadline_exceeded_answers_error_not_late(
+    index: AccountIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = create_app(Settings(deadline_ms=5), index=index)
     verifier = app.state.verifier
     real = verifier.outcomes
@@ -187,5 +189,9 @@ def test_microbatcher_flushes_at_max_size_and_propagates_errors() -> None:
 def test_microbatching_on_gives_the_same_answers(index: AccountIndex) -> None:
     app = create_app(Settings(microbatch_ms=1.0), index=index)
     with TestClient(app) as c:
-        for name, expected in [("Max Mustermann", "MTCH"), ("Max Mustermen", "CMTC"), ("Erika Schmidt", "NMTC")]:
+        for name, expected in [
+            ("Max Mustermann", "MTCH"),
+            ("Max Mustermen", "CMTC"),
+            ("Erika Schmidt", "NMTC"),
+        ]:
             assert c.post(SINGLE, json=body(name), headers=headers()).json()["partyNameMatch"] == expected
