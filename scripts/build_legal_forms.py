@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/build_legal_forms.py [--elf /work/shared/data/elf-code-list.csv] \
+    python scripts/build_legal_forms.py [--elf ../shared/data/elf-code-list.csv] \
         [--out matching/data/legal_forms.csv]
 
 What it does (all decisions documented in ``matching/data/README.md``):
@@ -36,6 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from matching.normalize import fold  # noqa: E402
+
+# The reference data sits beside the repository (../shared/data), as in CI.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # fmt: off
 COUNTRIES = frozenset([
@@ -158,7 +161,7 @@ def build(elf: Path, supplement: Path) -> list[dict[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--elf", type=Path, default=Path("/work/shared/data/elf-code-list.csv"))
+    ap.add_argument("--elf", type=Path, default=SHARED_DATA / "elf-code-list.csv")
     ap.add_argument("--supplement", type=Path, default=ROOT / "matching/data/legal_forms_supplement.csv")
     ap.add_argument("--out", type=Path, default=ROOT / "matching/data/legal_forms.csv")
     args = ap.parse_args(argv)

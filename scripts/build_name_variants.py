@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/build_name_variants.py [--nicknames /work/shared/data/nicknames.csv] [--out ...]
+    python scripts/build_name_variants.py [--nicknames ../shared/data/nicknames.csv] [--out ...]
 
 * ``nicknames.csv`` (carltonnorthern/nicknames, Apache-2.0, CRLF, English only) lists each link
   once, as ``name1,has_nickname,name2``. Every row becomes one name↔variant pair; lookups are made
@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from matching.normalize import fold  # noqa: E402
+
+# The reference data sits beside the repository (../shared/data), as in CI.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _one_token(name: str) -> str:
@@ -53,7 +56,7 @@ def build(nicknames: Path, supplement: Path) -> list[tuple[str, str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="build given_name_variants.csv")
-    ap.add_argument("--nicknames", type=Path, default=Path("/work/shared/data/nicknames.csv"))
+    ap.add_argument("--nicknames", type=Path, default=SHARED_DATA / "nicknames.csv")
     ap.add_argument(
         "--supplement", type=Path, default=ROOT / "matching/data/given_name_variants_supplement.csv"
     )
