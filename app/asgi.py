@@ -7,6 +7,7 @@ import logging
 from litestar import Litestar
 
 from app.factory import create_app
+from app.security.settings import security_settings_from
 from app.settings import SettingsError, settings_from
 from matching.index import AccountIndex
 from matching.sources.parquet import load_index
@@ -26,4 +27,4 @@ def app_from_env() -> Litestar:
     def load() -> AccountIndex:
         return load_index(source, progress=logging.getLogger("vop.index").info)
 
-    return create_app(settings, loader=load)
+    return create_app(settings, loader=load, security=security_settings_from())

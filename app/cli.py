@@ -12,6 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.security.settings import SecuritySettings
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
 
@@ -31,6 +35,8 @@ def _serve(args: argparse.Namespace) -> int:
     from granian.constants import Interfaces, Loops
 
     from app.demo import curl_example, ensure_demo_snapshot
+    from app.security.gate import uses_dev_key
+    from app.security.settings import security_settings_from, validate_security_settings
     from app.settings import settings_from
 
     settings = settings_from(
@@ -48,6 +54,11 @@ def _serve(args: argparse.Namespace) -> int:
         )
     if settings.index and not Path(settings.index).is_file():
         raise CliError(f"VOP_INDEX: snapshot file not found: {settings.index}", EXIT_USAGE)
+    # Refuse unsafe security settings here, in one readable line, before any worker starts.
+    security = security_settings_from(
+        {**os.environ, "VOP_HOST": settings.host, "VOP_DATA_DIR": settings.data_dir}
+    )
+    validate_security_settings(security)
     index_path = Path(settings.index) if settings.index else ensure_demo_snapshot(settings)
     # Workers are separate processes that read their settings from the environment.
     os.environ.update(
@@ -61,9 +72,17 @@ def _serve(args: argparse.Namespace) -> int:
             "VOP_LOG_LEVEL": settings.log_level,
         }
     )
+    token = _dev_token(security) if security.auth and uses_dev_key(security) else None
+    if token:
+        print(
+            "Auth: local dev key (var/dev-keys/); the token below is valid 8 h for REQBDEFFXXX "
+            "(vop:verify vop:bulk). Mint others with: vop token --scope ... --bic ..."
+        )
     if not settings.index:
         print(f"Serving the demo index {index_path} (partyAgent BIC {settings.psp_bics[0]}). Try:\n")
-        print(curl_example(index_path, settings.replace(index=str(index_path))), "\n", flush=True)
+        print(curl_example(index_path, settings.replace(index=str(index_path)), token), "\n", flush=True)
+    elif token:
+        print(f"Token: {token}\n", flush=True)
     server = Granian(
         "app.asgi:app_from_env",
         address=settings.host,
@@ -77,6 +96,52 @@ def _serve(args: argparse.Namespace) -> int:
     )
     server.serve()
     return EXIT_OK
+
+
+def _dev_token(
+    security: SecuritySettings,
+    scopes: Sequence[str] = ("vop:verify", "vop:bulk"),
+    bic: str = "REQBDEFFXXX",
+    ttl_s: int = 8 * 3600,
+) -> str:
+    from app.security.devkeys import DEV_AUDIENCE, DEV_ISSUER, mint_dev_token
+
+    return mint_dev_token(
+        security.data_dir, tuple(scopes), bic, ttl_s,
+        issuer=security.jwt_issuer or DEV_ISSUER, audience=security.jwt_audience or DEV_AUDIENCE,
+        bic_claim=security.jwt_bic_claim,
+    )  # fmt: skip
+
+
+def _token(args: argparse.Namespace) -> int:
+    from app.security.gate import uses_dev_key
+    from app.security.settings import security_settings_from
+
+    security = security_settings_from()
+    if not uses_dev_key(security):
+        raise CliError(
+            "vop token mints from the local dev key only; VOP_JWT_JWKS names a real issuer", EXIT_USAGE
+        )
+    if args.ttl < 1:
+        raise CliError("--ttl must be at least 1 second", EXIT_USAGE)
+    print(_dev_token(security, args.scope.split(), args.bic.upper(), args.ttl))
+    return EXIT_OK
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from app.security.audit import verify_audit_files
+    from app.security.gate import audit_key_for
+    from app.security.settings import security_settings_from
+
+    paths = [Path(p) for p in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise CliError(f"audit file not found: {missing[0]}", EXIT_USAGE)
+    report = verify_audit_files(
+        paths, audit_key_for(security_settings_from()), allow_open_tail=args.allow_open
+    )
+    print(report.render())
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 
 def _demo_data(args: argparse.Namespace) -> int:
@@ -151,6 +216,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 if accuracy is below PCT percent or any false MTCH occurs",
     )
     ev.set_defaults(func=_eval)
+
+    tok = sub.add_parser(
+        "token",
+        help="mint a token from the local dev key (loopback development only)",
+        description="Mint a JWT signed with the local dev key under VOP_DATA_DIR/dev-keys.",
+    )
+    tok.add_argument("--scope", default="vop:verify", help="space-separated scopes (default vop:verify)")
+    tok.add_argument("--bic", default="REQBDEFFXXX", help="the client's BIC claim (default REQBDEFFXXX)")
+    tok.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    tok.set_defaults(func=_token)
+
+    audit = sub.add_parser("audit", help="audit trail tools", description="Audit trail tools.")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    av = audit_sub.add_parser(
+        "verify",
+        help="check the hash chain and MACs of audit files",
+        description="Exit 0 if the files are intact, 1 at the first tampered line. "
+        "The key is VOP_AUDIT_KEY (or the local dev key on loopback).",
+    )
+    av.add_argument("files", nargs="+", help="audit .jsonl files (any order; grouped by chain)")
+    av.add_argument("--allow-open", action="store_true", help="accept a last file still being written")
+    av.set_defaults(func=_audit_verify)
     return parser
 
 

@@ -32,7 +32,7 @@ def ensure_demo_snapshot(settings: Settings) -> Path:
     return path
 
 
-def curl_example(snapshot: Path, settings: Settings) -> str:
+def curl_example(snapshot: Path, settings: Settings, token: str | None = None) -> str:
     """A ready-to-paste curl that verifies an active demo account (answer: MTCH)."""
     iban, name = demo_example(pq.read_table(snapshot, columns=["iban", "names", "type", "status"]))
     body = {
@@ -45,7 +45,8 @@ def curl_example(snapshot: Path, settings: Settings) -> str:
     return (
         f"curl -s -X POST http://{host}:{settings.port}/vop/v1/payee-verifications \\\n"
         "  -H 'Content-Type: application/json' \\\n"
-        "  -H \"X-Request-ID: $(python3 -c 'import uuid; print(uuid.uuid4())')\" \\\n"
+        + (f"  -H 'Authorization: Bearer {token}' \\\n" if token else "")
+        + "  -H \"X-Request-ID: $(python3 -c 'import uuid; print(uuid.uuid4())')\" \\\n"
         '  -H "X-Request-Timestamp: $(date -u +%Y-%m-%dT%H:%M:%SZ)" \\\n'
         f"  -d {shlex.quote(json.dumps(body, ensure_ascii=False))}"
     )

@@ -14,6 +14,8 @@ from app.problems import exception_handlers
 from app.routes.bulk import bulk_route
 from app.routes.health import healthz, problem_type, readyz
 from app.routes.verification import verification_route
+from app.security.gate import SecurityGate
+from app.security.settings import SecuritySettings
 from app.service import Verifier
 from app.settings import Settings
 from matching.index import AccountIndex
@@ -23,9 +25,13 @@ def create_app(
     settings: Settings,
     index: AccountIndex | None = None,
     loader: Callable[[], AccountIndex] | None = None,
+    security: SecuritySettings | None = None,
 ) -> Litestar:
     """Build the ASGI app. Give ``index`` (ready at once) or ``loader`` (run in the background
-    at start-up; ``/readyz`` is 503 until it finishes)."""
+    at start-up; ``/readyz`` is 503 until it finishes). ``security`` defaults to auth and audit
+    on, with the local dev key under the data dir (loopback binds only)."""
+    security = security or SecuritySettings(host=settings.host, data_dir=settings.data_dir)
+    guard = SecurityGate.from_settings(security)
     holder = IndexHolder()
     if index is not None:
         holder.swap(index)
@@ -43,8 +49,8 @@ def create_app(
 
     app = Litestar(
         route_handlers=[
-            verification_route(settings, verifier, gate),
-            bulk_route(settings, verifier, gate),
+            verification_route(settings, verifier, gate, guard),
+            bulk_route(settings, verifier, gate, guard),
             healthz,
             readyz,
             problem_type,
@@ -52,6 +58,7 @@ def create_app(
         ],
         exception_handlers=exception_handlers(),
         on_startup=[start_loading],
+        on_shutdown=[guard.close],
         openapi_config=None,
         request_max_body_size=settings.max_body_bytes,
         debug=False,
@@ -60,4 +67,5 @@ def create_app(
     app.state.holder = holder
     app.state.verifier = verifier
     app.state.load_gate = gate
+    app.state.security = guard
     return app

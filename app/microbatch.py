@@ -15,19 +15,23 @@ from matching.model import Check, Outcome
 
 class MicroBatcher:
     def __init__(
-        self, run: Callable[[Sequence[Check]], list[Outcome]], window_s: float, max_size: int = 256
+        self,
+        run: Callable[[Sequence[Check]], tuple[int, list[Outcome]]],
+        window_s: float,
+        max_size: int = 256,
     ) -> None:
         self._run = run
         self._window_s = window_s
         self._max_size = max_size
-        self._pending: list[tuple[Check, asyncio.Future[Outcome]]] = []
+        self._pending: list[tuple[Check, asyncio.Future[tuple[int, Outcome]]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self.batches = 0
         self.batched_checks = 0
 
-    async def submit(self, check: Check) -> Outcome:
+    async def submit(self, check: Check) -> tuple[int, Outcome]:
+        """The check's outcome and the index version that answered it."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outcome] = loop.create_future()
+        future: asyncio.Future[tuple[int, Outcome]] = loop.create_future()
         self._pending.append((check, future))
         if len(self._pending) >= self._max_size:
             self._flush()
@@ -45,7 +49,7 @@ class MicroBatcher:
         self.batches += 1
         self.batched_checks += len(batch)
         try:
-            outcomes = self._run([check for check, _ in batch])
+            version, outcomes = self._run([check for check, _ in batch])
         except Exception as exc:  # every waiter gets the failure; none is left hanging
             for _, future in batch:
                 if not future.done():
@@ -53,4 +57,4 @@ class MicroBatcher:
             return
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if not future.done():  # the waiter may have been cancelled (client gone)
-                future.set_result(outcome)
+                future.set_result((version, outcome))

@@ -41,6 +41,10 @@ PROBLEM_CODES: dict[str, tuple[str, str]] = {
         "Client identity is inconsistent",
         "The requestingAgent BIC in the body differs from the authenticated client identity.",
     ),
+    "RATE_LIMITED": (
+        "Too many requests",
+        "This client sent more requests than its rate limit allows; retry after Retry-After seconds.",
+    ),
     "NOT_FOUND": ("Not found", "No resource is served at this path."),
     "METHOD_NOT_ALLOWED": ("Method not allowed", "This path does not accept this HTTP method."),
     "SERVICE_UNAVAILABLE": (

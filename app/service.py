@@ -44,15 +44,16 @@ class Verifier:
         """Validate one request (raises ProblemError) and turn it into a domain Check."""
         return to_check(request, self.psp_bics)
 
-    def outcomes(self, checks: Sequence[Check]) -> list[Outcome]:
-        """Answer a batch against one index version (taken once, so a swap never splits it)."""
+    def outcomes(self, checks: Sequence[Check]) -> tuple[int, list[Outcome]]:
+        """Answer a batch against one index version (taken once, so a swap never splits it);
+        returns that version with the outcomes, for the audit trail."""
         index = self.holder.current
         if index is None:
             raise not_ready()
-        return verify(index, checks, self.settings)
+        return index.version, verify(index, checks, self.settings)
 
     def outcome(self, request: VerificationRequest) -> Outcome:
-        return self.outcomes([self.check(request)])[0]
+        return self.outcomes([self.check(request)])[1][0]
 
     def answer(self, request: VerificationRequest) -> VerificationResponse:
         return to_response(self.outcome(request))

@@ -13,6 +13,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from app.factory import create_app
+from app.security.settings import SecuritySettings
 from app.settings import DEMO_BIC, Settings
 from matching.iban import with_check_digits
 from matching.index import AccountIndex
@@ -102,9 +103,14 @@ def settings() -> Settings:
     return Settings(psp_bics=(DEMO_BIC,))
 
 
+# API tests that are not about security run with auth and audit off (allowed on loopback);
+# tests/test_api_security.py covers the gate through the same routes.
+NO_AUTH = SecuritySettings(auth=False, audit=False, rate_limit_rps=0, enum_max_names=1_000_000)
+
+
 @pytest.fixture(scope="session")
 def app(settings: Settings, index: AccountIndex) -> Litestar:
-    return create_app(settings, index=index)
+    return create_app(settings, index=index, security=NO_AUTH)
 
 
 @pytest.fixture

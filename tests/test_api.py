@@ -24,6 +24,7 @@ from tests.conftest import (
     IBAN_ORG,
     IBAN_PERSON,
     IBAN_UNKNOWN,
+    NO_AUTH,
     ORG_LEI,
     body,
     headers,
@@ -318,7 +319,7 @@ def test_readyz_503_until_index_loaded(index: AccountIndex) -> None:
         gate.wait(10)
         return index
 
-    app = create_app(Settings(), loader=slow_load)
+    app = create_app(Settings(), loader=slow_load, security=NO_AUTH)
     with TestClient(app) as c:
         assert c.get("/readyz").status_code == 503
         assert_problem(post(c, body()), 503, "SERVICE_UNAVAILABLE")
@@ -333,7 +334,7 @@ def test_readyz_reports_failed_load() -> None:
     def broken() -> AccountIndex:
         raise ValueError("snapshot lacks required column(s): names")
 
-    app = create_app(Settings(), loader=broken)
+    app = create_app(Settings(), loader=broken, security=NO_AUTH)
     with TestClient(app) as c:
         app.state.holder.wait(10)
         resp = c.get("/readyz")

@@ -16,7 +16,16 @@ from app.problems import ProblemError
 from app.settings import Settings
 from matching.index import AccountIndex
 from matching.model import Check, Outcome
-from tests.conftest import IBAN_CLOSED, IBAN_JOINT, IBAN_ORG, IBAN_PERSON, IBAN_UNKNOWN, body, headers
+from tests.conftest import (
+    IBAN_CLOSED,
+    IBAN_JOINT,
+    IBAN_ORG,
+    IBAN_PERSON,
+    IBAN_UNKNOWN,
+    NO_AUTH,
+    body,
+    headers,
+)
 
 BULK = "/vop/v1/payee-verifications/bulk"
 SINGLE = "/vop/v1/payee-verifications"
@@ -69,7 +78,7 @@ def test_bulk_equals_single_answers(client: Client) -> None:
 
 
 def test_bulk_over_item_limit_is_413(index: AccountIndex) -> None:
-    app = create_app(Settings(bulk_max_items=3), index=index)
+    app = create_app(Settings(bulk_max_items=3), index=index, security=NO_AUTH)
     with TestClient(app) as c:
         resp = bulk(c, [body()] * 4)
         assert resp.status_code == 413
@@ -122,7 +131,7 @@ def test_load_gate_admits_an_oversized_bulk_when_idle() -> None:
 
 
 def test_service_at_capacity_answers_503(index: AccountIndex) -> None:
-    app = create_app(Settings(max_in_flight=1), index=index)
+    app = create_app(Settings(max_in_flight=1), index=index, security=NO_AUTH)
     app.state.load_gate.acquire()  # one check already in flight
     with TestClient(app) as c:
         resp = c.post(SINGLE, json=body(), headers=headers())
@@ -135,11 +144,11 @@ def test_service_at_capacity_answers_503(index: AccountIndex) -> None:
 def test_deadline_exceeded_answers_error_not_late(
     index: AccountIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = create_app(Settings(deadline_ms=5), index=index)
+    app = create_app(Settings(deadline_ms=5), index=index, security=NO_AUTH)
     verifier = app.state.verifier
     real = verifier.outcomes
 
-    def slow(checks: Any) -> list[Outcome]:
+    def slow(checks: Any) -> tuple[int, list[Outcome]]:
         import time
 
         time.sleep(0.02)
@@ -155,23 +164,24 @@ def test_deadline_exceeded_answers_error_not_late(
 def test_microbatcher_gathers_concurrent_checks_into_one_batch() -> None:
     calls: list[int] = []
 
-    def run(checks: Any) -> list[Outcome]:
+    def run(checks: Any) -> tuple[int, list[Outcome]]:
         calls.append(len(checks))
-        return [Outcome("name", "MTCH", "exact") for _ in checks]
+        return 7, [Outcome("name", "MTCH", "exact") for _ in checks]
 
-    async def main() -> list[Outcome]:
+    async def main() -> list[tuple[int, Outcome]]:
         batcher = MicroBatcher(run, window_s=0.005, max_size=100)
         return await asyncio.gather(*(batcher.submit(Check(IBAN_PERSON, "x")) for _ in range(10)))
 
     out = asyncio.run(main())
     assert len(out) == 10
     assert calls == [10]
+    assert all(version == 7 for version, _ in out)
 
 
 def test_microbatcher_flushes_at_max_size_and_propagates_errors() -> None:
     calls: list[int] = []
 
-    def run(checks: Any) -> list[Outcome]:
+    def run(checks: Any) -> tuple[int, list[Outcome]]:
         calls.append(len(checks))
         raise ProblemError("SERVICE_UNAVAILABLE", "index not loaded", 503)
 
@@ -187,7 +197,7 @@ def test_microbatcher_flushes_at_max_size_and_propagates_errors() -> None:
 
 
 def test_microbatching_on_gives_the_same_answers(index: AccountIndex) -> None:
-    app = create_app(Settings(microbatch_ms=1.0), index=index)
+    app = create_app(Settings(microbatch_ms=1.0), index=index, security=NO_AUTH)
     with TestClient(app) as c:
         for name, expected in [
             ("Max Mustermann", "MTCH"),

@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from app.security.audit import verify_audit_files
+from app.security.devkeys import mint_dev_token
+from app.security.gate import audit_key_for
+from app.security.settings import SecuritySettings
 from matching.sources.parquet import write_snapshot
 from tests.conftest import IBAN_PERSON, accounts_table, now_rfc3339
 
@@ -41,7 +45,8 @@ def test_vop_serve_answers_and_stops(tmp_path: Path) -> None:
     snap = tmp_path / "snap.parquet"
     write_snapshot(accounts_table(), snap)
     port = free_port()
-    env = {**os.environ, "VOP_LOG_LEVEL": "warning"}
+    env = {**os.environ, "VOP_LOG_LEVEL": "warning", "VOP_DATA_DIR": str(tmp_path)}
+    token = mint_dev_token(tmp_path, ("vop:verify",), "REQBDEFFXXX", 600)
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--index", str(snap), "--port", str(port)],
         env=env,
@@ -71,6 +76,7 @@ def test_vop_serve_answers_and_stops(tmp_path: Path) -> None:
                 "Content-Type": "application/json",
                 "X-Request-ID": rid,
                 "X-Request-Timestamp": now_rfc3339(),
+                "Authorization": f"Bearer {token}",
             },
         )
         with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
@@ -83,7 +89,14 @@ def test_vop_serve_answers_and_stops(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode is not None
+    assert proc.returncode == 0
+    # Graceful stop flushed and closed the audit trail, which verifies with the dev audit key.
+    files = sorted((tmp_path / "audit").rglob("*.jsonl"))
+    assert files
+    key = audit_key_for(SecuritySettings(data_dir=str(tmp_path)))
+    report = verify_audit_files(files, key)
+    assert report.ok, report.render()
+    assert report.checks >= 1
 
 
 def test_vop_serve_refuses_missing_snapshot(tmp_path: Path) -> None:

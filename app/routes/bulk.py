@@ -27,12 +27,13 @@ from app.asgi_io import (
 )
 from app.backpressure import LoadGate, deadline_exceeded
 from app.problems import ProblemError
-from app.routes.verification import method_not_allowed
+from app.routes.verification import ENUMERATION_NOAP, guarded, method_not_allowed, rate_limited
+from app.security.gate import SCOPE_BULK, Principal, SecurityGate
 from app.service import Verifier, to_response
 from app.settings import Settings
 from app.validation import check_request_id, check_timestamp
 from app.wire import BulkRequest, BulkResponse, BulkResult, VerificationRequest
-from matching.model import Check
+from matching.model import Check, Outcome
 
 PATH = "/vop/v1/payee-verifications/bulk"
 log = logging.getLogger("vop.http")
@@ -56,29 +57,57 @@ def decode_items(body: bytes, envelope: BulkRequest) -> list[VerificationRequest
         return list(envelope.checks)
 
 
-def answer_bulk(verifier: Verifier, items: Sequence[VerificationRequest | msgspec.Raw]) -> BulkResponse:
-    """Validate each item, verify the valid ones as one batch, keep request order."""
+def answer_bulk(
+    verifier: Verifier,
+    items: Sequence[VerificationRequest | msgspec.Raw],
+    security: SecurityGate | None = None,
+    principal: Principal | None = None,
+    request_id: str = "",
+) -> BulkResponse:
+    """Validate each item, verify the valid ones as one batch, keep request order.
+
+    With a security gate: each item's requestingAgent must be the client's, the enumeration guard
+    applies per item, and every answered item is audited."""
     results: list[BulkResult | None] = [None] * len(items)
     checks: list[Check] = []
     positions: list[int] = []
     for i, item in enumerate(items):
         try:
             request = _item_decoder.decode(item) if isinstance(item, msgspec.Raw) else item
-            checks.append(verifier.check(request))
+            if security is not None and principal is not None:
+                security.check_requester(principal, request.requesting_agent.financial_institution_id.bicfi)
+            check = verifier.check(request)
+            if security is not None and principal is not None and guarded(security, principal, check):
+                results[i] = BulkResult(party_name_match="NOAP")
+                checks.append(check)  # audited below, not verified
+                positions.append(-1)
+                continue
+            checks.append(check)
             positions.append(i)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             results[i] = BulkResult(error=ProblemError("FORMAT_ERROR", f"item {i}: {exc}").to_problem())
         except ProblemError as err:
             err.detail = f"item {i}: {err.detail}"
             results[i] = BulkResult(error=err.to_problem())
-    if checks:
-        for i, outcome in zip(positions, verifier.outcomes(checks), strict=True):
+    to_verify = [c for c, pos in zip(checks, positions, strict=True) if pos >= 0]
+    version, outcomes = verifier.outcomes(to_verify) if to_verify else (0, [])
+    answered = iter(outcomes)
+    for check, pos in zip(checks, positions, strict=True):
+        outcome = next(answered) if pos >= 0 else Outcome("name", "NOAP", ENUMERATION_NOAP)
+        if pos >= 0:
             r = to_response(outcome)
-            results[i] = BulkResult(r.party_name_match, r.party_id_match, r.matched_name)
+            results[pos] = BulkResult(r.party_name_match, r.party_id_match, r.matched_name)
+        if security is not None and principal is not None:
+            security.audit(
+                request_id=request_id, principal=principal, iban=check.iban, name=check.name,
+                code=outcome.code, reason=outcome.reason, index_version=version, forced=pos < 0,
+            )  # fmt: skip
     return BulkResponse([r for r in results if r is not None])
 
 
-def bulk_route(settings: Settings, verifier: Verifier, gate: LoadGate) -> ASGIRouteHandler:
+def bulk_route(
+    settings: Settings, verifier: Verifier, gate: LoadGate, security: SecurityGate
+) -> ASGIRouteHandler:
     limit = settings.bulk_max_body_bytes
     max_items = settings.bulk_max_items
     skew = settings.max_clock_skew_s
@@ -94,6 +123,7 @@ def bulk_route(settings: Settings, verifier: Verifier, gate: LoadGate) -> ASGIRo
                 raise method_not_allowed()
             if headers.content_length > limit:
                 raise too_large(limit)
+            principal = security.authenticate(scope["headers"], scope.get("client"), SCOPE_BULK)
             body = await read_body(receive, limit, started + deadline_s)
             try:
                 request = _bulk_decoder.decode(body)
@@ -107,9 +137,12 @@ def bulk_route(settings: Settings, verifier: Verifier, gate: LoadGate) -> ASGIRo
                 )
             rid = check_request_id(headers.request_id)
             check_timestamp(headers.timestamp, skew)
+            wait = security.rate_limit(principal, len(request.checks))
+            if wait is not None:
+                raise rate_limited(wait)
             gate.acquire(len(request.checks))
             cost = len(request.checks)
-            response = answer_bulk(verifier, decode_items(body, request))
+            response = answer_bulk(verifier, decode_items(body, request), security, principal, rid)
             elapsed = loop.time() - started
             if elapsed > deadline_s:
                 raise deadline_exceeded(elapsed, deadline_s)

@@ -6,12 +6,17 @@ check itself is ~15 µs, so the framework would dominate; this route therefore r
 decodes it with a module-level msgspec decoder (validation at the edge as before: types, presence,
 lengths) and writes the answer itself. Routing, the other endpoints and the exception handlers stay
 Litestar's; the OpenAPI description of this route is built from the same Structs (app/openapi.py).
+
+Order of the gates: method and size, load (503), authentication and scope (401/403), rate limit
+(429), body and headers (400), requester identity (403), then the check; the enumeration guard
+may turn the answer into NOAP, and every answer is audited.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import msgspec
 from litestar import asgi
@@ -30,21 +35,44 @@ from app.asgi_io import (
 from app.backpressure import LoadGate, deadline_exceeded
 from app.microbatch import MicroBatcher
 from app.problems import ProblemError
+from app.security.gate import SCOPE_VERIFY, Principal, SecurityGate
 from app.service import Verifier, to_response
 from app.settings import Settings
 from app.validation import check_request_id, check_timestamp
 from app.wire import VerificationRequest
+from matching.model import Check, Outcome
 
 PATH = "/vop/v1/payee-verifications"
 log = logging.getLogger("vop.http")
 _decoder = msgspec.json.Decoder(VerificationRequest)
+ENUMERATION_NOAP = "enumeration_guard"
 
 
 def method_not_allowed() -> ProblemError:
     return ProblemError("METHOD_NOT_ALLOWED", "use POST", 405, {"Allow": "POST"})
 
 
-def verification_route(settings: Settings, verifier: Verifier, gate: LoadGate) -> ASGIRouteHandler:
+def rate_limited(wait_s: float) -> ProblemError:
+    return ProblemError(
+        "RATE_LIMITED",
+        "too many requests from this client",
+        429,
+        {"Retry-After": str(max(1, math.ceil(wait_s)))},
+    )
+
+
+def guarded(security: SecurityGate, principal: Principal, check: Check) -> bool:
+    """True when the enumeration guard forces NOAP for this (name) check."""
+    return (
+        check.name is not None
+        and not check.is_id_check
+        and security.enumeration_guard(principal, check.iban, check.name)
+    )
+
+
+def verification_route(
+    settings: Settings, verifier: Verifier, gate: LoadGate, security: SecurityGate
+) -> ASGIRouteHandler:
     limit = settings.max_body_bytes
     skew = settings.max_clock_skew_s
     deadline_s = settings.deadline_ms / 1000
@@ -66,6 +94,10 @@ def verification_route(settings: Settings, verifier: Verifier, gate: LoadGate) -
                 raise too_large(limit)
             gate.acquire()
             admitted = True
+            principal = security.authenticate(scope["headers"], scope.get("client"), SCOPE_VERIFY)
+            wait = security.rate_limit(principal)
+            if wait is not None:
+                raise rate_limited(wait)
             body = await read_body(receive, limit, started + deadline_s)
             try:
                 request = _decoder.decode(body)
@@ -73,11 +105,24 @@ def verification_route(settings: Settings, verifier: Verifier, gate: LoadGate) -
                 raise ProblemError("FORMAT_ERROR", str(exc)) from None
             rid = check_request_id(headers.request_id)
             check_timestamp(headers.timestamp, skew)
+            security.check_requester(principal, request.requesting_agent.financial_institution_id.bicfi)
             check = verifier.check(request)
-            outcome = await batcher.submit(check) if batcher else verifier.outcomes([check])[0]
+            forced = guarded(security, principal, check)
+            if forced:
+                version = verifier.holder.current.version if verifier.holder.current else 0
+                outcome = Outcome("id" if check.is_id_check else "name", "NOAP", ENUMERATION_NOAP)
+            elif batcher is not None:
+                version, outcome = await batcher.submit(check)
+            else:
+                version, outcomes = verifier.outcomes([check])
+                outcome = outcomes[0]
             elapsed = loop.time() - started
             if elapsed > deadline_s:
                 raise deadline_exceeded(elapsed, deadline_s)
+            security.audit(
+                request_id=rid, principal=principal, iban=check.iban, name=check.name, code=outcome.code,
+                reason=outcome.reason, index_version=version, forced=forced,
+            )  # fmt: skip
             await send_answer(send, encoder.encode(to_response(outcome)), rid)
         except ProblemError as err:
             await send_problem(send, err, headers.request_id)

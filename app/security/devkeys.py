@@ -8,6 +8,8 @@ atomically (written aside, then hard-linked into place), so concurrent workers a
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -44,10 +46,8 @@ def _create_once(path: Path, content: bytes) -> None:
             fh.write(content)
             fh.flush()
             os.fsync(fh.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
-        except FileExistsError:
-            pass
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -86,7 +86,6 @@ def public_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
     thumb_input = json.dumps(
         {k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True
     )
-    import hashlib
 
     digest = hashlib.sha256(thumb_input.encode()).digest()
     jwk["kid"] = jwt.utils.base64url_encode(digest).decode()

@@ -1,0 +1,439 @@
+"""Tamper-evident, GDPR-safe audit trail: one JSON line per answered check.
+
+Each line holds pseudonyms only (keyed hashes of IBAN and name, pseudonym.py), never clear values.
+Lines form a hash chain: ``prev`` is the SHA-256 (hex) of the previous line's bytes and ``mac`` is an
+HMAC-SHA256, with a key derived from the audit key, over the line's bytes up to the mac field. So
+editing a line breaks its MAC, and deleting, inserting or reordering lines breaks a ``prev`` link;
+without the key nobody can re-chain a doctored file.
+
+Files: ``audit-<UTC start>-<chain id>-<part>.jsonl``, mode 0600. Every file opens with a ``header`` line
+(chain id, part number, previous file's name and the hash of its last line) and ends with a ``close``
+line (``rotate``, naming the next file, or ``shutdown``), so a file cut short, a missing file and a
+missing tail are all detected. Every process writes its own chain (workers never share a file).
+
+Line kinds (``t``): ``header``, ``check`` (one answered check), ``dropped`` (records lost because the
+queue was full; written, and chained, as soon as the writer catches up), ``close``.
+
+Writing is asynchronous: ``record()`` puts a tuple on a bounded queue and returns; a writer thread does
+hashing, encoding, chaining and file I/O, flushing each batch and fsync-ing at most once a second (and
+at rotation and shutdown). Queue full: wait up to ``block_s``, then drop the record and count it
+(``dropped``); the count also goes into the chain as a ``dropped`` line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from app.security.pseudonym import Pseudonymiser, derive_key
+
+log = logging.getLogger("vop.security.audit")
+
+FORMAT_VERSION = 1
+GENESIS = "0" * 64
+_MAC_PREFIX = b',"mac":"'
+_MAC_HEX = 64
+_TAIL = len(_MAC_PREFIX) + _MAC_HEX + 2  # ,"mac":"<64 hex>"}
+_BATCH = 1024
+_FSYNC_EVERY_S = 1.0
+_STOP = object()
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def audit_keys(key: bytes | str) -> tuple[bytes, Pseudonymiser]:
+    """(MAC key, pseudonymiser) derived from the configured audit key."""
+    master = key.encode() if isinstance(key, str) else key
+    return derive_key(master, "audit-mac"), Pseudonymiser(master)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def seal(fields: dict[str, Any], mac_key: bytes) -> bytes:
+    """The line for ``fields`` (encoded in insertion order) with its MAC appended, without newline."""
+    body = _encoder.encode(fields)
+    mac = hmac.new(mac_key, body, "sha256").hexdigest().encode()
+    return body[:-1] + _MAC_PREFIX + mac + b'"}'
+
+
+def unseal(line: bytes, mac_key: bytes) -> dict[str, Any] | None:
+    """The fields of a line whose MAC is right, else None."""
+    if (
+        len(line) <= _TAIL
+        or not line.endswith(b'"}')
+        or line[-_TAIL : -_TAIL + len(_MAC_PREFIX)] != _MAC_PREFIX
+    ):
+        return None
+    body = line[:-_TAIL] + b"}"
+    mac = line[-_MAC_HEX - 2 : -2]
+    if not hmac.compare_digest(hmac.new(mac_key, body, "sha256").hexdigest().encode(), mac):
+        return None
+    try:
+        fields = _decoder.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return fields
+
+
+def line_hash(line: bytes) -> str:
+    return hashlib.sha256(line).hexdigest()
+
+
+class AuditTrail:
+    """Writer side: ``record()`` from request handlers, ``close()`` on shutdown (flushes everything)."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        key: bytes | str,
+        *,
+        queue_size: int = 65_536,
+        block_s: float = 0.005,
+        rotate_bytes: int = 256 * 1024 * 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = Path(directory)
+        self._mac_key, self._pseudonyms = audit_keys(key)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._block_s = block_s
+        self._rotate_bytes = rotate_bytes
+        self._clock = clock
+        self.chain = secrets.token_hex(8)
+        self._started = _iso(clock()).replace("-", "").replace(":", "").split(".")[0] + "Z"
+        self._part = 0
+        self._seq = 0
+        self._prev = GENESIS
+        self._fh: Any = None
+        self._path: Path | None = None
+        self._size = 0
+        self._last_fsync = 0.0
+        self._drop_lock = threading.Lock()
+        self.dropped = 0  # records lost to a full queue (also written to the chain)
+        self._drops_written = 0
+        self.written = 0  # check lines written
+        self.write_errors = 0
+        self.files: list[Path] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="vop-audit-writer", daemon=True)
+        self._thread.start()
+
+    # -- request side -------------------------------------------------------------------------
+    def record(
+        self,
+        *,
+        request_id: str,
+        client_id: str,
+        iban: str,
+        name: str | None,
+        code: str,
+        reason: str,
+        index_version: int,
+        forced: bool,
+    ) -> None:
+        item = (self._clock(), request_id, client_id, iban, name, code, reason, index_version, forced)
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            try:
+                self._queue.put(item, timeout=self._block_s)
+            except queue.Full:
+                with self._drop_lock:
+                    self.dropped += 1
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Write everything queued, close the current file with a ``close`` line, stop the writer."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout=timeout_s)
+
+    # -- writer thread --------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < _BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = False
+            lines: list[dict[str, Any]] = []
+            try:
+                for item in batch:
+                    if item is _STOP:
+                        stop = True
+                        continue
+                    lines.append(self._check_fields(item))
+                self._write(lines, stop)
+            except Exception:
+                self.write_errors += 1
+                log.exception("audit writer failed; %d records in this batch not written", len(lines))
+                self._abandon_file()
+            if stop:
+                return
+
+    def _check_fields(self, item: tuple[Any, ...]) -> dict[str, Any]:
+        ts, rid, client, iban, name, code, reason, index_version, forced = item
+        return {
+            "ts": _iso(ts),
+            "rid": rid,
+            "client": client,
+            "iban": self._pseudonyms.iban(iban),
+            "name": self._pseudonyms.name(name) if name else None,
+            "code": code,
+            "reason": reason,
+            "index": index_version,
+            "enum": forced,
+        }
+
+    def _next_line(self, kind: str, fields: dict[str, Any]) -> bytes:
+        self._seq += 1
+        record = {"t": kind, "seq": self._seq, **fields, "prev": self._prev}
+        line = seal(record, self._mac_key)
+        self._prev = line_hash(line)
+        return line
+
+    def _emit(self, line: bytes) -> None:
+        self._fh.write(line + b"\n")
+        self._size += len(line) + 1
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        previous = self._path.name if self._path is not None else None
+        self._part += 1
+        path = self.directory / f"audit-{self._started}-{self.chain}-{self._part:06d}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        self._fh = os.fdopen(fd, "ab", buffering=1 << 16)
+        self._path = path
+        self._size = 0
+        self.files.append(path)
+        header = {
+            "v": FORMAT_VERSION,
+            "ts": _iso(self._clock()),
+            "chain": self.chain,
+            "part": self._part,
+            "prev_file": previous,
+        }
+        self._emit(self._next_line("header", header))
+
+    def _finish(self, reason: str, next_file: str | None) -> None:
+        self._emit(self._next_line("close", {"ts": _iso(self._clock()), "reason": reason, "next": next_file}))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        self._fh = None
+
+    def _abandon_file(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+            self._fh = None
+
+    def _write(self, checks: Iterable[dict[str, Any]], stop: bool) -> None:
+        for fields in checks:
+            if self._fh is None:
+                self._open()
+            elif self._size >= self._rotate_bytes:
+                next_name = f"audit-{self._started}-{self.chain}-{self._part + 1:06d}.jsonl"
+                self._finish("rotate", next_name)
+                self._open()
+            self._emit(self._next_line("check", fields))
+            self.written += 1
+        drops = self.dropped - self._drops_written
+        if drops:
+            if self._fh is None:
+                self._open()
+            self._emit(self._next_line("dropped", {"ts": _iso(self._clock()), "count": drops}))
+            self._drops_written += drops
+        if self._fh is None:
+            return
+        self._fh.flush()
+        now = time.monotonic()
+        if stop:
+            self._finish("shutdown", None)
+        elif now - self._last_fsync >= _FSYNC_EVERY_S:
+            os.fsync(self._fh.fileno())
+            self._last_fsync = now
+
+
+# -- verification ---------------------------------------------------------------------------------
+class BadLine(msgspec.Struct, frozen=True):
+    path: str
+    line: int  # 1-based
+    reason: str
+
+
+class VerifyReport(msgspec.Struct):
+    ok: bool
+    files: int = 0
+    checks: int = 0
+    dropped: int = 0
+    chains: int = 0
+    first_bad: BadLine | None = None
+    notes: list[str] = msgspec.field(default_factory=list)
+
+    def render(self) -> str:
+        head = "PASS" if self.ok else "FAIL"
+        text = [
+            f"{head}: {self.files} files, {self.chains} chains, {self.checks} checks, {self.dropped} dropped"
+        ]
+        if self.first_bad is not None:
+            bad = self.first_bad
+            text.append(f"first bad line: {bad.path}:{bad.line}: {bad.reason}")
+        text.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(text)
+
+
+class _File(msgspec.Struct):
+    path: Path
+    lines: list[bytes]
+    header: dict[str, Any]
+
+
+class _BadFileError(Exception):
+    def __init__(self, path: Path, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.bad = BadLine(str(path), line, reason)
+
+
+_KINDS = frozenset({"header", "check", "dropped", "close"})
+
+
+def _load(path: Path, mac_key: bytes) -> _File:
+    data = path.read_bytes()
+    if not data:
+        raise _BadFileError(path, 1, "file is empty")
+    lines = data.split(b"\n")
+    if lines[-1]:
+        raise _BadFileError(path, len(lines), "last line is cut short (no newline): the file was truncated")
+    lines.pop()
+    header = unseal(lines[0], mac_key)
+    if header is None:
+        raise _BadFileError(path, 1, "header MAC does not match (edited, or the wrong audit key)")
+    if header.get("t") != "header" or header.get("v") != FORMAT_VERSION:
+        raise _BadFileError(path, 1, "first line is not an audit header of a known version")
+    return _File(path, lines, header)
+
+
+def verify_audit_files(
+    paths: Iterable[str | Path], key: bytes | str, *, allow_open_tail: bool = False
+) -> VerifyReport:
+    """Check MACs, hash links, sequence numbers and file continuity of the given files.
+
+    Files may be given in any order; they are grouped by chain and ordered by part. ``allow_open_tail``
+    accepts a last file without its ``close`` line (a file still being written, or a writer that died).
+    """
+    mac_key, _ = audit_keys(key)
+    report = VerifyReport(ok=True)
+    try:
+        loaded = [_load(Path(p), mac_key) for p in paths]
+        if not loaded:
+            raise _BadFileError(Path("-"), 0, "no files given")
+        chains: dict[str, list[_File]] = {}
+        for f in loaded:
+            chains.setdefault(str(f.header.get("chain")), []).append(f)
+        report.files = len(loaded)
+        report.chains = len(chains)
+        for chain, files in chains.items():
+            files.sort(key=lambda f: int(f.header.get("part", 0)))
+            _verify_chain(chain, files, mac_key, report, allow_open_tail)
+    except _BadFileError as fail:
+        report.ok = False
+        report.first_bad = fail.bad
+    return report
+
+
+def _verify_chain(
+    chain: str, files: list[_File], mac_key: bytes, report: VerifyReport, allow_open_tail: bool
+) -> None:
+    prev_hash: str | None = None
+    prev_seq: int | None = None
+    prev_file: _File | None = None
+    first_part = int(files[0].header.get("part", 0))
+    if first_part != 1:
+        report.notes.append(f"chain {chain} starts at part {first_part}: earlier files were not given")
+    for f in files:
+        part = int(f.header.get("part", 0))
+        if prev_file is None:
+            if part == 1 and (f.header.get("prev") != GENESIS or f.header.get("prev_file") is not None):
+                raise _BadFileError(f.path, 1, "first file of a chain does not start from the genesis hash")
+        else:
+            expected_part = int(prev_file.header["part"]) + 1
+            if part != expected_part:
+                raise _BadFileError(
+                    f.path, 1, f"chain {chain}: part {expected_part} is missing before part {part}"
+                )
+            if f.header.get("prev_file") != prev_file.path.name and f.header.get("prev_file") is not None:
+                report.notes.append(
+                    f"{f.path.name}: previous file was renamed from {f.header.get('prev_file')}"
+                )
+            if f.header.get("prev") != prev_hash:
+                raise _BadFileError(f.path, 1, "header does not link to the last line of the previous file")
+            if f.header.get("seq") != (prev_seq or 0) + 1:
+                raise _BadFileError(f.path, 1, "sequence number does not follow the previous file")
+        prev_hash, prev_seq = _verify_lines(f, mac_key, report, prev_seq)
+        last = unseal(f.lines[-1], mac_key) or {}
+        is_last_file = f is files[-1]
+        if last.get("t") != "close":
+            if not (is_last_file and allow_open_tail):
+                raise _BadFileError(
+                    f.path,
+                    len(f.lines),
+                    "file ends without a close line: lines were cut from its end (or its writer crashed)",
+                )
+            report.notes.append(f"{f.path.name}: open tail accepted (no close line)")
+        elif last.get("reason") == "rotate" and is_last_file:
+            report.notes.append(f"chain {chain} continues in {last.get('next')}, which was not given")
+        elif last.get("reason") == "shutdown" and not is_last_file:
+            raise _BadFileError(f.path, len(f.lines), "a file follows a shutdown close line")
+        prev_file = f
+
+
+def _verify_lines(f: _File, mac_key: bytes, report: VerifyReport, prev_seq: int | None) -> tuple[str, int]:
+    header_seq = f.header.get("seq")
+    if not isinstance(header_seq, int) or (prev_seq is None and header_seq < 1):
+        raise _BadFileError(f.path, 1, "header has no valid sequence number")
+    prev_hash = line_hash(f.lines[0])
+    seq = header_seq
+    for number, line in enumerate(f.lines[1:], start=2):
+        fields = unseal(line, mac_key)
+        if fields is None:
+            raise _BadFileError(f.path, number, "MAC does not match: the line was edited or inserted")
+        kind = fields.get("t")
+        if kind not in _KINDS or kind == "header":
+            raise _BadFileError(f.path, number, f"unexpected line kind {kind!r}")
+        if fields.get("prev") != prev_hash:
+            raise _BadFileError(
+                f.path, number, "hash link broken: a line before it was deleted, inserted or reordered"
+            )
+        if fields.get("seq") != seq + 1:
+            raise _BadFileError(f.path, number, "sequence number out of order")
+        if kind == "close" and number != len(f.lines):
+            raise _BadFileError(f.path, number + 1, "lines after the close line")
+        if kind == "check":
+            report.checks += 1
+        elif kind == "dropped":
+            report.dropped += int(fields.get("count", 0))
+        seq += 1
+        prev_hash = line_hash(line)
+    return prev_hash, seq

@@ -1,0 +1,47 @@
+"""Keyed pseudonyms (HMAC-SHA256) for IBANs and names, and the key derivation for the audit key.
+
+The audit key never touches data directly: separate sub-keys are derived for pseudonyms and for line
+MACs (``derive_key``), so a key used to compute pseudonyms for an investigation cannot forge lines.
+Pseudonyms are the first 16 bytes (128 bits) of the HMAC, hex: stable for one key, so an investigator
+holding the key can ask "was this IBAN/name checked?" by computing ``iban()`` / ``name()`` and grepping.
+
+Canonical forms hashed (documented in docs/security.md):
+- IBAN: spaces removed, upper case.
+- name: Unicode NFKC, case-folded, split into word characters, words sorted and joined by one space
+  (so spacing, punctuation, case and word order do not make a "different" name).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import unicodedata
+
+PSEUDONYM_BYTES = 16
+_WORD = re.compile(r"\w+")
+
+
+def derive_key(master: bytes, label: str) -> bytes:
+    return hmac.digest(master, b"vop/v1/" + label.encode(), "sha256")
+
+
+def canonical_iban(iban: str) -> str:
+    return iban.replace(" ", "").upper()
+
+
+def canonical_name(name: str) -> str:
+    words = _WORD.findall(unicodedata.normalize("NFKC", name).casefold())
+    return " ".join(sorted(words))
+
+
+class Pseudonymiser:
+    def __init__(self, master_key: bytes) -> None:
+        self._key = derive_key(master_key, "pseudonym")
+
+    def iban(self, iban: str) -> str:
+        msg = b"iban\x00" + canonical_iban(iban).encode()
+        return hmac.digest(self._key, msg, "sha256")[:PSEUDONYM_BYTES].hex()
+
+    def name(self, name: str) -> str:
+        msg = b"name\x00" + canonical_name(name).encode()
+        return hmac.digest(self._key, msg, "sha256")[:PSEUDONYM_BYTES].hex()

@@ -1,0 +1,127 @@
+"""Per-client token bucket: ``rps`` tokens a second, at most ``burst`` saved up.
+
+``acquire(client, cost)`` returns None (allowed, tokens taken) or the seconds until ``cost`` tokens would
+be there (the caller answers 429 with ``Retry-After``). A request costing more than ``burst`` (a large
+bulk check) is allowed once the bucket is full and leaves it in debt, so it cannot starve forever.
+
+With Redis configured the bucket lives in Redis (one hash per client, updated by one Lua script, so
+all workers and hosts share it atomically); whenever Redis fails the per-process bucket answers, and
+the request is never failed because of the limiter. Per-process state is an LRU of at most
+``max_clients`` buckets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from app.security.redis_backend import RedisBackend
+
+BUCKET_LUA = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local now = tonumber(ARGV[4]) -- microseconds since the epoch (exact in a double)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+local elapsed = (now - ts) / 1000000
+if elapsed < 0 then elapsed = 0 end
+tokens = math.min(burst, tokens + elapsed * rate)
+local need = math.min(cost, burst)
+local wait = 0
+if tokens + rate * 0.000001 + 0.000000001 >= need then
+  tokens = tokens - cost
+else
+  wait = math.max((need - tokens) / rate, 0.000001)
+end
+local stamp = string.format('%d', math.max(now, ts))
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.9f', tokens), 'ts', stamp)
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst + math.max(0, -tokens)) / rate * 1000) + 1000)
+return string.format('%.6f', wait)
+"""
+
+
+# A request due within a microsecond is allowed: float noise in the refill must not refuse it.
+_DUE_S = 1e-6
+
+
+class LocalTokenBucket:
+    def __init__(self, rps: float, burst: int, max_clients: int = 100_000) -> None:
+        self.rps = rps
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
+
+    def acquire(self, client: str, cost: float, now: float) -> float | None:
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = [self.burst, now]
+            self._buckets[client] = bucket
+            if len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(client)
+        tokens, ts = bucket
+        if now > ts:
+            tokens = min(self.burst, tokens + (now - ts) * self.rps)
+            ts = now
+        need = min(cost, self.burst)
+        if tokens + self.rps * _DUE_S + 1e-9 >= need:
+            bucket[0] = tokens - cost
+            bucket[1] = ts
+            return None
+        bucket[0] = tokens
+        bucket[1] = ts
+        return (need - tokens) / self.rps
+
+
+class RateLimiter:
+    """The limiter the gate uses: Redis-shared when configured, per process otherwise or on failure."""
+
+    def __init__(
+        self,
+        rps: float,
+        burst: int,
+        *,
+        max_clients: int = 100_000,
+        redis_backend: RedisBackend | None = None,
+        prefix: str = "vop:",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.enabled = rps > 0
+        self._rps = rps
+        self._burst = burst
+        self._local = LocalTokenBucket(rps, burst, max_clients) if self.enabled else None
+        self._redis = redis_backend
+        self._script = redis_backend.script(BUCKET_LUA) if redis_backend else None
+        self._prefix = prefix + "rl:"
+        self._clock = clock
+        self.limited = 0  # requests refused so far
+
+    def acquire(self, client: str, cost: int = 1) -> float | None:
+        if self._local is None:
+            return None
+        now = self._clock()
+        wait: float | None
+        if self._redis is not None and self._script is not None:
+            answer = self._redis.run(
+                self._script,
+                [self._prefix + client],
+                [self._rps, self._burst, max(cost, 0), round(now * 1_000_000)],
+            )
+            if answer is not None:
+                seconds = float(answer)
+                wait = seconds if seconds > 0 else None
+                if wait is not None:
+                    self.limited += 1
+                return wait
+        wait = self._local.acquire(client, max(cost, 0), now)
+        if wait is not None:
+            self.limited += 1
+        return wait

@@ -1,0 +1,117 @@
+"""Name-enumeration guard: trigger, recovery and bounded memory with an injected clock; shared through a
+real redis-server (free port), with the per-process fallback when it dies."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from app.security.enumeration import EnumerationGuard, LocalEnumerationGuard
+from app.security.gate import Principal, SecurityGate
+from app.security.pseudonym import Pseudonymiser, canonical_name
+from app.security.redis_backend import RedisBackend
+from app.security.settings import SecuritySettings
+from tests.test_ratelimit import Clock, RedisServer, redis_server
+
+IBAN = "DE89370400440532013000"
+OTHER_IBAN = "DE02120300000000202051"
+KEY = b"k" * 32
+NAMES = ["Max Mustermann", "Erika Mustermann", "Hans Meier", "Anna Schmidt", "Peter Weber"]
+
+
+def make_guard(clock: Clock, **kw: object) -> EnumerationGuard:
+    return EnumerationGuard(Pseudonymiser(KEY), 5, 600.0, clock=clock, **kw)  # type: ignore[arg-type]
+
+
+def test_cap_triggers_and_window_recovers() -> None:
+    clock = Clock()
+    guard = make_guard(clock)
+    assert [guard.over_cap("c", IBAN, n) for n in NAMES] == [False] * 5
+    assert guard.over_cap("c", IBAN, "Sixth Person") is True
+    assert guard.over_cap("c", IBAN, "Seventh Person") is True
+    # Names already tried keep their real answer; other IBANs and other clients are separate.
+    assert guard.over_cap("c", IBAN, "Max Mustermann") is False
+    assert guard.over_cap("c", OTHER_IBAN, "Sixth Person") is False
+    assert guard.over_cap("d", IBAN, "Sixth Person") is False
+    assert guard.forced == 2
+    clock.now += 599
+    assert guard.over_cap("c", IBAN, "Sixth Person") is True
+    clock.now += 1  # the first five names leave the window
+    assert guard.over_cap("c", IBAN, "Sixth Person") is False
+
+
+def test_sliding_window_counts_from_first_try() -> None:
+    clock = Clock()
+    guard = make_guard(clock)
+    for i, name in enumerate(NAMES):
+        clock.now = 1_000_000.0 + i * 100
+        assert not guard.over_cap("c", IBAN, name)
+    clock.now = 1_000_000.0 + 600  # only the first name has expired
+    assert not guard.over_cap("c", IBAN, "New One")
+    assert guard.over_cap("c", IBAN, "New Two")
+
+
+def test_spelling_variants_are_one_name() -> None:
+    assert canonical_name("Max  Mustermann") == canonical_name("mustermann, MAX")
+    clock = Clock()
+    guard = make_guard(clock)
+    variants = ["Max Mustermann", "max mustermann", "Mustermann, Max", "MAX-MUSTERMANN", " max mustermann "]
+    for variant in variants * 3:
+        assert not guard.over_cap("c", IBAN, variant)
+    assert guard.over_cap("c", IBAN.lower(), "Someone Else") is False  # 2nd distinct name, same IBAN
+
+
+def test_memory_is_bounded() -> None:
+    local = LocalEnumerationGuard(2, 600.0, max_keys=10)
+    for i in range(100):
+        local.over_cap("c", f"iban{i}", "n", 0.0)
+    assert len(local._seen) == 10
+    for i in range(50):
+        local.over_cap("c", "iban99", f"name{i}", 1.0)
+    assert len(local._seen[("c", "iban99")]) == 2  # at most max_names per key
+
+
+def test_only_pseudonyms_are_held() -> None:
+    guard = make_guard(Clock())
+    guard.over_cap("client", IBAN, "Max Mustermann")
+    held = repr(guard._local._seen)
+    assert IBAN not in held
+    assert "Mustermann" not in held
+
+
+def test_gate_enumeration_guard(tmp_path: Path) -> None:
+    clock = Clock()
+    settings = SecuritySettings(
+        auth=False, audit=False, data_dir=str(tmp_path), enum_max_names=2, enum_window_s=60.0
+    )
+    gate = SecurityGate.from_settings(settings, clock=clock)
+    p = Principal("c", None, frozenset())
+    assert not gate.enumeration_guard(p, IBAN, "A Name")
+    assert not gate.enumeration_guard(p, IBAN, "B Name")
+    assert gate.enumeration_guard(p, IBAN, "C Name")
+    assert gate.metrics()["enumeration_forced"] == 1
+    clock.now += 60
+    assert not gate.enumeration_guard(p, IBAN, "C Name")
+    gate.close()
+
+
+def _shared(server: RedisServer, clock: Clock, **kw: object) -> EnumerationGuard:
+    return make_guard(clock, redis_backend=RedisBackend(server.url, **kw), prefix="e:")  # type: ignore[arg-type]
+
+
+def test_shared_through_redis_and_fallback() -> None:
+    clock = Clock(time.time())
+    with redis_server() as server:
+        a, b = _shared(server, clock), _shared(server, clock)
+        for i, name in enumerate(NAMES):
+            assert not (a if i % 2 else b).over_cap("c", IBAN, name)
+        assert a.over_cap("c", IBAN, "Sixth Person")  # both workers count toward one cap
+        assert b.over_cap("c", IBAN, "Sixth Person")
+        assert not b.over_cap("c", IBAN, "Hans Meier")
+        clock.now += 600
+        assert not a.over_cap("c", IBAN, "Sixth Person")
+    # Redis died: the per-process guard answers at once and never raises.
+    started = time.monotonic()
+    assert not a.over_cap("c", OTHER_IBAN, "Fallback Name")
+    assert time.monotonic() - started < 1.0
+    assert [a.over_cap("c", OTHER_IBAN, f"Name {i}") for i in range(5)] == [False] * 4 + [True]
