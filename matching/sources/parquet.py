@@ -27,9 +27,7 @@ def read_snapshot(path: str | os.PathLike[str]) -> pa.Table:
         raise IndexBuildError(f"cannot read snapshot {p}: {exc}") from None
 
 
-def load_index(
-    path: str | os.PathLike[str], progress: Callable[[str], None] | None = None
-) -> AccountIndex:
+def load_index(path: str | os.PathLike[str], progress: Callable[[str], None] | None = None) -> AccountIndex:
     table = read_snapshot(path)
     if progress:
         progress(f"read {table.num_rows:,} accounts from {path}")
