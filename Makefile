@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest install redis-server eval bench-matcher bench-http clean help
+.PHONY: run test lint typecheck pytest install redis-server promtool deploy-tools lock eval \
+        bench-matcher bench-http bench-redis bench-smoke clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,14 +27,32 @@ redis-server:  ## make sure redis-server is installed (tests start their own on 
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
 	  || { echo "could not install redis-server" >&2; exit 1; }; }
 
+promtool:  ## make sure promtool is installed (Debian package prometheus) for the alert-rule test
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "promtool missing: installing Debian package prometheus"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
+	  || { echo "could not install promtool" >&2; exit 1; }; }
+
+deploy-tools:  ## make sure kubectl (kustomize) is installed for the deployment tests
+	@command -v kubectl >/dev/null 2>&1 || { \
+	  echo "kubectl missing: installing Debian package kubernetes-client"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client) \
+	  || { echo "could not install kubectl" >&2; exit 1; }; }
+
+lock: $(STAMP)  ## regenerate the hashed lock files the Dockerfile installs from
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --generate-hashes --all-build-deps --only-build-deps --allow-unsafe \
+	  --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements-build.lock pyproject.toml
+
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check app matching tests
+	$(BIN)/ruff format --check app matching bench tests scripts
 
 typecheck: $(STAMP)  ## mypy (strict)
 	$(BIN)/mypy
 
-pytest: $(STAMP) redis-server  ## the test suite
+pytest: $(STAMP) redis-server promtool deploy-tools  ## the test suite
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest  ## lint, type-check and run the tests
@@ -46,6 +65,12 @@ bench-matcher: $(STAMP)  ## matcher micro-benchmark
 
 bench-http: $(STAMP)  ## HTTP throughput: vop serve next to a do-nothing granian app
 	$(BIN)/python -m bench.http
+
+bench-redis: $(STAMP) redis-server  ## Redis load time, change-to-visible latency, memory
+	$(BIN)/python -m bench.bench_redis
+
+bench-smoke: $(STAMP)  ## locust suite for 20 s against a local server, SLO gate must pass
+	$(BIN)/python -m bench.smoke
 
 clean:  ## remove generated files (not the virtualenv)
 	rm -rf var bench/out .pytest_cache .mypy_cache .ruff_cache

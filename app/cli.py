@@ -31,10 +31,18 @@ def _env_help(name: str) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # First, before anything imports prometheus_client: the per-server runtime dir that holds the
+    # multi-process metrics files and the drain marker (exports PROMETHEUS_MULTIPROC_DIR).
+    from app.observability.runtime import prepare_runtime_dir
+
+    runtime = prepare_runtime_dir()
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
     from app.demo import curl_example, ensure_demo_snapshot
+    from app.index_config import is_redis_url
+    from app.observability.logging import configure_logging, granian_log_dictconfig
+    from app.observability.shutdown import DrainController
     from app.security.gate import uses_dev_key
     from app.security.settings import security_settings_from, validate_security_settings
     from app.settings import settings_from
@@ -48,11 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         log_level=args.log_level,
     )
-    if settings.index and settings.index.startswith(("redis://", "rediss://")):
-        raise CliError(
-            "VOP_INDEX: Redis index sources are not supported by this build; use a .parquet file", EXIT_USAGE
-        )
-    if settings.index and not Path(settings.index).is_file():
+    if settings.index and not is_redis_url(settings.index) and not Path(settings.index).is_file():
         raise CliError(f"VOP_INDEX: snapshot file not found: {settings.index}", EXIT_USAGE)
     # Refuse unsafe security settings here, in one readable line, before any worker starts.
     security = security_settings_from(
@@ -66,7 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
             "VOP_HOST": settings.host,
             "VOP_PORT": str(settings.port),
             "VOP_WORKERS": str(settings.workers),
-            "VOP_INDEX": str(index_path),
+            "VOP_INDEX": str(settings.index) if is_redis_url(settings.index) else str(index_path),
+            "VOP_INDEX_PREFIX": settings.index_prefix,
             "VOP_PSP_BICS": ",".join(settings.psp_bics),
             "VOP_DATA_DIR": settings.data_dir,
             "VOP_LOG_LEVEL": settings.log_level,
@@ -92,8 +97,13 @@ def _serve(args: argparse.Namespace) -> int:
         loop=Loops.uvloop,
         factory=True,
         log_level=settings.log_level,  # type: ignore[arg-type]
+        log_dictconfig=granian_log_dictconfig(settings.log_level),
         respawn_failed_workers=True,
     )
+    configure_logging(settings.log_level)
+    # SIGTERM: readiness turns 503 in every worker, requests keep being served for
+    # VOP_DRAIN_SECONDS, then granian stops accepting and finishes what is in flight.
+    DrainController.from_env(runtime).attach(server)
     server.serve()
     return EXIT_OK
 
@@ -142,6 +152,29 @@ def _audit_verify(args: argparse.Namespace) -> int:
     )
     print(report.render())
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
+def _redis_load(args: argparse.Namespace) -> int:
+    from app.progress import Progress
+    from matching.sources.parquet import read_snapshot
+    from matching.sources.redis_layout import HashEncodeError, load_snapshot_into_redis
+
+    path = Path(args.snapshot)
+    if not path.is_file():
+        raise CliError(f"snapshot file not found: {path}", EXIT_USAGE)
+    total = read_snapshot(path).num_rows
+    bar = Progress(total, "redis load")
+    try:
+        summary = load_snapshot_into_redis(args.redis, path, args.prefix, progress=bar.update)
+    except HashEncodeError as exc:
+        raise CliError(f"snapshot rejected, nothing written: {exc}", EXIT_USAGE) from None
+    except (ConnectionError, TimeoutError) as exc:
+        raise CliError(f"Redis unreachable: {exc}") from None
+    bar.finish(
+        f"{summary.accounts:,} accounts under {summary.prefix} in {summary.seconds:.1f} s, "
+        f"stream at {summary.last_stream_id} ({summary.stream_length:,} entries)"
+    )
+    return EXIT_OK
 
 
 def _demo_data(args: argparse.Namespace) -> int:
@@ -226,6 +259,27 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--bic", default="REQBDEFFXXX", help="the client's BIC claim (default REQBDEFFXXX)")
     tok.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     tok.set_defaults(func=_token)
+
+    rds = sub.add_parser("redis", help="Redis index tools", description="Redis index tools.")
+    rds_sub = rds.add_subparsers(dest="redis_command", required=True, metavar="ACTION")
+    rl = rds_sub.add_parser(
+        "load",
+        help="write a snapshot file into Redis (hashes + change stream)",
+        description="Write every account of a Parquet snapshot into Redis in the "
+        "documented layout, one change-stream entry per account, in MULTI/EXEC batches.",
+    )
+    rl.add_argument("snapshot", help="snapshot .parquet file")
+    rl.add_argument(
+        "--redis",
+        default=os.environ.get("VOP_INDEX", "redis://127.0.0.1:6379/0"),
+        help="Redis URL (default: $VOP_INDEX or redis://127.0.0.1:6379/0)",
+    )
+    rl.add_argument(
+        "--prefix",
+        default=os.environ.get("VOP_INDEX_PREFIX", "vop:"),
+        help="key prefix (default: $VOP_INDEX_PREFIX or vop:)",
+    )
+    rl.set_defaults(func=_redis_load)
 
     audit = sub.add_parser("audit", help="audit trail tools", description="Audit trail tools.")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

@@ -43,6 +43,7 @@ def build_openapi(version: str = "1.1.1") -> dict[str, Any]:
     header = {"in": "header", "required": True, "schema": {"type": "string"}}
     verify_op = {
         "operationId": "verifyPayee",
+        "security": [{"bearer": ["vop:verify"]}],
         "tags": ["verification"],
         "summary": "Verify a payee name or organisation identifier against an IBAN held here",
         "description": (
@@ -83,6 +84,11 @@ def build_openapi(version: str = "1.1.1") -> dict[str, Any]:
                 },
             },
             "400": _problem("FORMAT_ERROR or TIMESTAMP_INVALID: the request breaks the API's rules"),
+            "401": _problem("CLIENT_INVALID: missing or invalid bearer token"),
+            "403": _problem(
+                "CLIENT_INVALID (scope) or CLIENT_INCONSISTENT (requestingAgent is not the client)"
+            ),
+            "429": _problem("RATE_LIMITED: over the client's rate limit (Retry-After)"),
             "405": _problem("METHOD_NOT_ALLOWED: only POST"),
             "413": _problem("FORMAT_ERROR: the body exceeds the size limit"),
             "500": _problem("INTERNAL_ERROR: an unexpected failure (logged)"),
@@ -98,6 +104,7 @@ def build_openapi(version: str = "1.1.1") -> dict[str, Any]:
     }
     bulk_op = {
         "operationId": "verifyPayeesBulk",
+        "security": [{"bearer": ["vop:bulk"]}],
         "tags": ["verification"],
         "summary": "Verify many payees at once (a payer's own channels, not inter-PSP)",
         "description": (
@@ -173,6 +180,46 @@ def build_openapi(version: str = "1.1.1") -> dict[str, Any]:
                     },
                 }
             },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "tags": ["operations"],
+                    "summary": "Prometheus exposition (all workers of this server summed)",
+                    "responses": {
+                        "200": {
+                            "description": "text format 0.0.4",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/admin/index": {
+                "get": {
+                    "operationId": "adminIndex",
+                    "tags": ["admin"],
+                    "security": [{"bearer": ["vop:admin"]}],
+                    "summary": "Index status: version, accounts, source, feed position and staleness",
+                    "responses": {
+                        "200": _json("status", status),
+                        "401": _problem("CLIENT_INVALID: missing or invalid bearer token"),
+                        "403": _problem("CLIENT_INVALID: the token lacks vop:admin"),
+                    },
+                }
+            },
+            "/admin/index/reload": {
+                "post": {
+                    "operationId": "adminReload",
+                    "tags": ["admin"],
+                    "security": [{"bearer": ["vop:admin"]}],
+                    "summary": "Ask the index feed for a full reload (the current index serves meanwhile)",
+                    "responses": {
+                        "202": _json("reload requested", status),
+                        "401": _problem("CLIENT_INVALID: missing or invalid bearer token"),
+                        "403": _problem("CLIENT_INVALID: the token lacks vop:admin"),
+                        "404": _problem("NOT_FOUND: a snapshot file has no feed to reload"),
+                    },
+                }
+            },
             "/schema/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -182,5 +229,16 @@ def build_openapi(version: str = "1.1.1") -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "scopes in the `scope` claim: vop:verify, vop:bulk, vop:admin; "
+                    "the PSP's BIC in the `bic` claim",
+                },
+            },
+        },
     }

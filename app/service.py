@@ -34,11 +34,16 @@ def not_ready() -> ProblemError:
 
 class Verifier:
     def __init__(
-        self, holder: IndexHolder, psp_bics: Iterable[str], settings: MatchSettings = DEFAULT_SETTINGS
+        self,
+        holder: IndexHolder,
+        psp_bics: Iterable[str],
+        settings: MatchSettings = DEFAULT_SETTINGS,
+        stale_policy: str = "serve",
     ) -> None:
         self.holder = holder
         self.psp_bics = normalise_bics(psp_bics)
         self.settings = settings
+        self.noap_when_stale = stale_policy == "noap"
 
     def check(self, request: VerificationRequest) -> Check:
         """Validate one request (raises ProblemError) and turn it into a domain Check."""
@@ -50,6 +55,10 @@ class Verifier:
         index = self.holder.current
         if index is None:
             raise not_ready()
+        if self.noap_when_stale and self.holder.stale():
+            return index.version, [
+                Outcome("id" if c.is_id_check else "name", "NOAP", "index_stale") for c in checks
+            ]
         return index.version, verify(index, checks, self.settings)
 
     def outcome(self, request: VerificationRequest) -> Outcome:

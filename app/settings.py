@@ -25,8 +25,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
-    # Parquet snapshot path; unset: a generated demo snapshot under ``data_dir``.
+    # Parquet snapshot path or Redis URL (redis://, rediss://, redis+sentinel://host:port/service);
+    # unset: a generated demo snapshot under ``data_dir``.
     index: str | None = None
+    # Key prefix of the Redis layout (hashes ``<prefix>acct:<IBAN>``, stream ``<prefix>changes``).
+    index_prefix: str = "vop:"
+    # Past the feed's maximum staleness: keep serving and flag it (serve), answer NOAP (noap),
+    # or fail readiness (unready). See the README for why serve is the default.
+    stale_policy: str = "serve"
     # BICs this responder answers for (partyAgent must be one of them).
     psp_bics: tuple[str, ...] = (DEMO_BIC,)
     # Where generated files (demo snapshot) live; git-ignored.
@@ -64,6 +70,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 "VOP_BULK_MAX_ITEMS must be >= 1 and VOP_BULK_MAX_BODY_BYTES >= VOP_MAX_BODY_BYTES"
             )
+        if self.stale_policy not in ("serve", "noap", "unready"):
+            raise SettingsError(f"VOP_STALE_POLICY must be serve, noap or unready, got {self.stale_policy!r}")
         if self.max_in_flight < 1:
             raise SettingsError("VOP_MAX_IN_FLIGHT must be at least 1")
         if not 0 < self.deadline_ms <= 5000:

@@ -181,7 +181,11 @@ class _Run:
         self.next_slot = 0
         self.t0 = 0.0
         self.result = FixedRateResult(
-            url=url, target_rate=rate, duration_s=duration, warmup_s=warmup, connections=connections,
+            url=url,
+            target_rate=rate,
+            duration_s=duration,
+            warmup_s=warmup,
+            connections=connections,
             scheduled=self.total - self.first_measured,
         )
         self.latencies: list[float] = []
@@ -222,8 +226,12 @@ class _Run:
                 k = slot % n_bodies
                 sent_at = perf()
                 writer.write(
-                    self.prefixes[k] + _request_id() + b"\r\nX-Request-Timestamp: " + self.clock.header()
-                    + b"\r\n\r\n" + self.bodies[k]
+                    self.prefixes[k]
+                    + _request_id()
+                    + b"\r\nX-Request-Timestamp: "
+                    + self.clock.header()
+                    + b"\r\n\r\n"
+                    + self.bodies[k]
                 )
                 measured = slot >= self.first_measured
                 if measured:
@@ -301,8 +309,14 @@ class _Run:
 
 
 def run_fixed_rate(
-    url: str, bodies: list[bytes], rate: float, duration: float, *,
-    connections: int = 64, warmup: float = 1.0, drain: float = 5.0,
+    url: str,
+    bodies: list[bytes],
+    rate: float,
+    duration: float,
+    *,
+    connections: int = 64,
+    warmup: float = 1.0,
+    drain: float = 5.0,
 ) -> FixedRateResult:
     """Offer ``rate`` requests/s for ``warmup + duration`` seconds and measure the last ``duration``;
     bounded by ``warmup + duration + drain`` (+ connecting)."""
@@ -338,18 +352,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", required=True, type=float, help="offered requests per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load (default 10)")
     parser.add_argument("--connections", type=int, default=64, help="keep-alive connections (default 64)")
-    parser.add_argument("--warmup", type=float, default=1.0,
-                        help="seconds of load at the same rate before measuring (default 1)")
-    parser.add_argument("--drain", type=float, default=5.0,
-                        help="seconds allowed after the schedule for in-flight answers (default 5)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        help="seconds of load at the same rate before measuring (default 1)",
+    )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=5.0,
+        help="seconds allowed after the schedule for in-flight answers (default 5)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the result line")
     args = parser.parse_args(argv)
     host = urlsplit(args.url).hostname or ""
     if not (host.startswith("127.") or host in ("localhost", "::1")):
         parser.error("load only loopback addresses (127.0.0.1)")
     try:
-        res = run_fixed_rate(args.url, read_bodies(args.requests), args.rate, args.duration,
-                             connections=args.connections, warmup=args.warmup, drain=args.drain)
+        res = run_fixed_rate(
+            args.url,
+            read_bodies(args.requests),
+            args.rate,
+            args.duration,
+            connections=args.connections,
+            warmup=args.warmup,
+            drain=args.drain,
+        )
     except (OSError, ValueError) as exc:
         print(f"fixed_rate: error: {exc}", file=sys.stderr)
         return 2

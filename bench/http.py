@@ -123,8 +123,10 @@ def ensure_inputs(accounts: int, probes: int, seed: int, out_dir: Path) -> Input
     if snapshot.is_file():
         log(f"reusing snapshot {snapshot.relative_to(ROOT)}")
     else:
-        log(f"writing a demo snapshot of {accounts:,} accounts to {snapshot.relative_to(ROOT)} "
-            "(vop demo-data)")
+        log(
+            f"writing a demo snapshot of {accounts:,} accounts to {snapshot.relative_to(ROOT)} "
+            "(vop demo-data)"
+        )
         tmp = snapshot.with_name(f".{snapshot.stem}.tmp.parquet")
         cmd = [*_vop(), "demo-data", "--accounts", str(accounts), "--seed", str(seed), "--out", str(tmp)]
         try:
@@ -144,8 +146,13 @@ def ensure_inputs(accounts: int, probes: int, seed: int, out_dir: Path) -> Input
         with tmp_r.open("w", encoding="utf-8") as fr, tmp_l.open("w", encoding="utf-8") as fl:
             for p in drawn:
                 fr.write(request_body(p.iban, p.name, DEMO_BIC) + "\n")
-                label = {"iban": p.iban, "name": p.name, "category": p.category, "expected": p.expected,
-                         "expected_matched_name": p.expected_matched_name}
+                label = {
+                    "iban": p.iban,
+                    "name": p.name,
+                    "category": p.category,
+                    "expected": p.expected,
+                    "expected_matched_name": p.expected_matched_name,
+                }
                 fl.write(json.dumps(label, ensure_ascii=False) + "\n")
         tmp_r.replace(requests)
         tmp_l.replace(labels)
@@ -225,7 +232,11 @@ class Server:
         self.log_file = self.log_path.open("wb")
         log(f"starting {self.key} ({TARGETS[self.key]}) on port {self.port}: {shlex.join(self.cmd)}")
         self.proc = subprocess.Popen(
-            self.cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT,
+            self.cmd,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: stopped as a whole, spared the terminal's Ctrl-C
         )
 
@@ -322,10 +333,16 @@ def preflight(server: Server, labels: Path, sample: int) -> dict[str, Any]:
     try:
         for row in rows:
             body = request_body(row["iban"], row["name"], DEMO_BIC).encode()
-            conn.request("POST", PATH, body=body, headers={
-                "Content-Type": "application/json", "X-Request-ID": str(uuid.uuid4()),
-                "X-Request-Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            })
+            conn.request(
+                "POST",
+                PATH,
+                body=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Request-ID": str(uuid.uuid4()),
+                    "X-Request-Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+            )
             resp = conn.getresponse()
             raw = resp.read()
             key = str(resp.status)
@@ -335,21 +352,36 @@ def preflight(server: Server, labels: Path, sample: int) -> dict[str, Any]:
                 continue
             answer = json.loads(raw)
             got = answer.get("partyNameMatch")
-            ok = got == row["expected"] and (got != "CMTC" or answer.get("matchedName") == row[
-                "expected_matched_name"])
+            ok = got == row["expected"] and (
+                got != "CMTC" or answer.get("matchedName") == row["expected_matched_name"]
+            )
             if not ok:
                 per = mismatches.setdefault(row["category"], {})
                 label = f"{row['expected']}->{got}"
                 per[label] = per.get(label, 0) + 1
                 if len(examples) < 10:
-                    examples.append({"name": row["name"], "iban": row["iban"], "category": row["category"],
-                                     "expected": row["expected"], "answer": answer})
+                    examples.append(
+                        {
+                            "name": row["name"],
+                            "iban": row["iban"],
+                            "category": row["category"],
+                            "expected": row["expected"],
+                            "answer": answer,
+                        }
+                    )
     finally:
         conn.close()
     agree = sum(statuses.get(k, 0) for k in statuses if k.startswith("2")) - sum(
-        sum(v.values()) for v in mismatches.values())
-    return {"sent": len(rows), "statuses": statuses, "non_2xx_samples": samples, "agree_with_label": agree,
-            "label_mismatches": mismatches, "mismatch_examples": examples}
+        sum(v.values()) for v in mismatches.values()
+    )
+    return {
+        "sent": len(rows),
+        "statuses": statuses,
+        "non_2xx_samples": samples,
+        "agree_with_label": agree,
+        "label_mismatches": mismatches,
+        "mismatch_examples": examples,
+    }
 
 
 # ---------------------------------------------------------------- wrk
@@ -390,8 +422,19 @@ def _children_cpu() -> float:
 
 
 def wrk_command(args: argparse.Namespace, url: str, requests: Path, seconds: int) -> list[str]:
-    return [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "5s",
-            "-s", str(LUA), url, "--", str(requests)]
+    return [
+        args.wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        str(requests),
+    ]
 
 
 def run_wrk(args: argparse.Namespace, server: Server, requests: Path, seconds: int, rnd: int) -> Measurement:
@@ -399,8 +442,9 @@ def run_wrk(args: argparse.Namespace, server: Server, requests: Path, seconds: i
     load_before = os.getloadavg()[0]
     cpu0, child0, t0 = server.cpu_seconds(), _children_cpu(), time.monotonic()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, cwd=ROOT,
-                              check=False)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=seconds + 30, cwd=ROOT, check=False
+        )
     except subprocess.TimeoutExpired:
         raise BenchError(f"wrk ran past {seconds + 30} s against {server.key}") from None
     wall = time.monotonic() - t0
@@ -408,28 +452,55 @@ def run_wrk(args: argparse.Namespace, server: Server, requests: Path, seconds: i
     loadgen_cores = (_children_cpu() - child0) / wall
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(WRK_MARKER)), None)
     if line is None:
-        raise BenchError(f"wrk against {server.key} printed no result (exit {proc.returncode}): "
-                         f"{(proc.stderr or proc.stdout).strip()[-500:]}\n{server.log_tail()}")
-    data = json.loads(line[len(WRK_MARKER):])
+        raise BenchError(
+            f"wrk against {server.key} printed no result (exit {proc.returncode}): "
+            f"{(proc.stderr or proc.stdout).strip()[-500:]}\n{server.log_tail()}"
+        )
+    data = json.loads(line[len(WRK_MARKER) :])
     lat = data["latency_us"]
     kinds = {k: int(v) for k, v in data["errors"].items() if k != "status" and v}
     return Measurement(
-        round=rnd, target=server.key, rps=float(data["rps"]),
-        p50_ms=lat["p50"] / 1000, p90_ms=lat["p90"] / 1000,
-        p99_ms=lat["p99"] / 1000, p99_9_ms=lat["p99_9"] / 1000, non_2xx=int(data["non_2xx"]),
-        socket_errors=int(data["socket_errors"]), requests=int(data["requests"]),
-        server_cpu_cores=server_cores, loadgen_cpu_cores=loadgen_cores,
+        round=rnd,
+        target=server.key,
+        rps=float(data["rps"]),
+        p50_ms=lat["p50"] / 1000,
+        p90_ms=lat["p90"] / 1000,
+        p99_ms=lat["p99"] / 1000,
+        p99_9_ms=lat["p99_9"] / 1000,
+        non_2xx=int(data["non_2xx"]),
+        socket_errors=int(data["socket_errors"]),
+        requests=int(data["requests"]),
+        server_cpu_cores=server_cores,
+        loadgen_cpu_cores=loadgen_cores,
         statuses={str(k): int(v) for k, v in data.get("statuses", {}).items()},
-        samples={str(k): str(v) for k, v in data.get("samples", {}).items()}, socket_error_kinds=kinds,
+        samples={str(k): str(v) for k, v in data.get("samples", {}).items()},
+        socket_error_kinds=kinds,
         loadavg_1m_before=load_before,
     )
 
 
 def run_fixed(args: argparse.Namespace, server: Server, requests: Path, rate: float) -> dict[str, Any]:
     seconds = args.fixed_seconds
-    cmd = [sys.executable, "-m", "bench.fixed_rate", "--url", server.url, "--requests", str(requests),
-           "--rate", f"{rate:.0f}", "--duration", str(seconds), "--connections", str(args.connections),
-           "--warmup", "1", "--drain", "5", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.fixed_rate",
+        "--url",
+        server.url,
+        "--requests",
+        str(requests),
+        "--rate",
+        f"{rate:.0f}",
+        "--duration",
+        str(seconds),
+        "--connections",
+        str(args.connections),
+        "--warmup",
+        "1",
+        "--drain",
+        "5",
+        "--quiet",
+    ]
     cpu0, t0 = server.cpu_seconds(), time.monotonic()
     limit = seconds + 1 + 5 + 30
     try:
@@ -439,9 +510,11 @@ def run_fixed(args: argparse.Namespace, server: Server, requests: Path, rate: fl
     wall = time.monotonic() - t0
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(FIXED_MARKER)), None)
     if line is None:
-        raise BenchError(f"bench.fixed_rate against {server.key} printed no result (exit {proc.returncode}): "
-                         f"{proc.stderr.strip()[-500:]}")
-    data: dict[str, Any] = json.loads(line[len(FIXED_MARKER):])
+        raise BenchError(
+            f"bench.fixed_rate against {server.key} printed no result (exit {proc.returncode}): "
+            f"{proc.stderr.strip()[-500:]}"
+        )
+    data: dict[str, Any] = json.loads(line[len(FIXED_MARKER) :])
     data["target"] = server.key
     data["server_cpu_cores"] = (server.cpu_seconds() - cpu0) / wall
     # late although a connection was free: the generator itself could not keep the schedule
@@ -468,8 +541,13 @@ def machine_info() -> dict[str, Any]:
             versions[mod] = str(importlib.import_module(mod).__version__)
         except (ImportError, AttributeError):
             versions[mod] = "?"
-    return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(), "versions": versions,
-            "loadavg_at_start": list(os.getloadavg())}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "versions": versions,
+        "loadavg_at_start": list(os.getloadavg()),
+    }
 
 
 def _median(values: Sequence[float]) -> float:
@@ -481,9 +559,12 @@ def summarise(rounds: list[Measurement]) -> dict[str, dict[str, float]]:
     for key in TARGETS:
         ms = [m for m in rounds if m.target == key]
         out[key] = {
-            "rps": _median([m.rps for m in ms]), "p50_ms": _median([m.p50_ms for m in ms]),
-            "p90_ms": _median([m.p90_ms for m in ms]), "p99_ms": _median([m.p99_ms for m in ms]),
-            "p99_9_ms": _median([m.p99_9_ms for m in ms]), "errors": float(sum(m.errors for m in ms)),
+            "rps": _median([m.rps for m in ms]),
+            "p50_ms": _median([m.p50_ms for m in ms]),
+            "p90_ms": _median([m.p90_ms for m in ms]),
+            "p99_ms": _median([m.p99_ms for m in ms]),
+            "p99_9_ms": _median([m.p99_9_ms for m in ms]),
+            "errors": float(sum(m.errors for m in ms)),
             "server_cpu_cores": _median([m.server_cpu_cores for m in ms]),
             "loadgen_cpu_cores": _median([m.loadgen_cpu_cores for m in ms]),
         }
@@ -527,8 +608,11 @@ def markdown(result: dict[str, Any]) -> str:
             f"{s['loadgen_cpu_cores']:.2f} |"
         )
     per_round = ", ".join(_f(x, 3) for x in result["ratio_per_round"])
-    lines += ["", f"A = {TARGETS['A']}, B = {TARGETS['B']}. **B/A = {_f(result['ratio_b_over_a'], 3)}** "
-              f"(per round: {per_round}; target ≥ {TARGET_RATIO})."]
+    lines += [
+        "",
+        f"A = {TARGETS['A']}, B = {TARGETS['B']}. **B/A = {_f(result['ratio_b_over_a'], 3)}** "
+        f"(per round: {per_round}; target ≥ {TARGET_RATIO}).",
+    ]
     fixed = result.get("fixed_rate")
     if fixed:
         lines += [
@@ -551,8 +635,11 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{r['generator_cpu_cores']:.2f} | {r['server_cpu_cores']:.2f} |"
             )
     t = result["targets"]
-    lines += ["", "Targets (DESIGN.md §5): " + "; ".join(
-        f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in t.items() if ok is not None)]
+    lines += [
+        "",
+        "Targets (DESIGN.md §5): "
+        + "; ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in t.items() if ok is not None),
+    ]
     return "\n".join(lines)
 
 
@@ -566,28 +653,36 @@ def _svg_throughput(rounds: list[dict[str, Any]], width: int = 460, height: int 
     n_rounds = max((r["round"] for r in rounds), default=0)
     top = max((r["rps"] for r in rounds), default=1.0) * 1.15 or 1.0
     left, bottom, plot_w, plot_h = 60, height - 40, width - 80, height - 70
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             'font-family="sans-serif" font-size="11">',
-             f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="13">'
-             "Throughput per round (req/s)</text>"]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="13">'
+        "Throughput per round (req/s)</text>",
+    ]
     for i in range(5):
         v = top * i / 4
         y = bottom - plot_h * i / 4
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
-                     f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{v:,.0f}</text>')
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{v:,.0f}</text>'
+        )
     group_w = plot_w / max(1, n_rounds)
     bar_w = group_w * 0.35
     for r in rounds:
         x = left + group_w * (r["round"] - 1) + group_w * 0.12 + (bar_w if r["target"] == "B" else 0)
         h = plot_h * r["rps"] / top
-        parts.append(f'<rect x="{x:.1f}" y="{bottom - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-                     f'fill="{_COLOURS[r["target"]]}"><title>{r["target"]} round {r["round"]}: '
-                     f'{r["rps"]:,.0f} req/s</title></rect>'
-                     f'<text x="{x + bar_w / 2:.1f}" y="{bottom - h - 3:.1f}" text-anchor="middle" '
-                     f'font-size="9">{r["rps"] / 1000:.1f}k</text>')
+        parts.append(
+            f'<rect x="{x:.1f}" y="{bottom - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+            f'fill="{_COLOURS[r["target"]]}"><title>{r["target"]} round {r["round"]}: '
+            f"{r['rps']:,.0f} req/s</title></rect>"
+            f'<text x="{x + bar_w / 2:.1f}" y="{bottom - h - 3:.1f}" text-anchor="middle" '
+            f'font-size="9">{r["rps"] / 1000:.1f}k</text>'
+        )
     for i in range(n_rounds):
-        parts.append(f'<text x="{left + group_w * (i + 0.5):.1f}" y="{bottom + 14}" text-anchor="middle">'
-                     f'round {i + 1}</text>')
+        parts.append(
+            f'<text x="{left + group_w * (i + 0.5):.1f}" y="{bottom + 14}" text-anchor="middle">'
+            f"round {i + 1}</text>"
+        )
     parts.append(_svg_legend(left, height - 8))
     parts.append("</svg>")
     return "".join(parts)
@@ -596,8 +691,10 @@ def _svg_throughput(rounds: list[dict[str, Any]], width: int = 460, height: int 
 def _svg_legend(x: int, y: int) -> str:
     out = []
     for i, (key, label) in enumerate(TARGETS.items()):
-        out.append(f'<rect x="{x + i * 200}" y="{y - 9}" width="10" height="10" fill="{_COLOURS[key]}"/>'
-                   f'<text x="{x + i * 200 + 14}" y="{y}">{key}: {escape(label)}</text>')
+        out.append(
+            f'<rect x="{x + i * 200}" y="{y - 9}" width="10" height="10" fill="{_COLOURS[key]}"/>'
+            f'<text x="{x + i * 200 + 14}" y="{y}">{key}: {escape(label)}</text>'
+        )
     return "".join(out)
 
 
@@ -614,14 +711,18 @@ def _svg_latency(series: dict[str, list[float]], title: str, width: int = 460, h
     def ypos(v: float) -> float:
         return bottom - plot_h * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             'font-family="sans-serif" font-size="11">',
-             f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="13">{escape(title)}</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="13">{escape(title)}</text>',
+    ]
     decade = lo
     while decade <= hi * 1.0001:
         y = ypos(decade)
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
-                     f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{decade:g} ms</text>')
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{decade:g} ms</text>'
+        )
         decade *= 10
     step = plot_w / (len(labels) - 1)
     for i, lab in enumerate(labels):
@@ -629,11 +730,16 @@ def _svg_latency(series: dict[str, list[float]], title: str, width: int = 460, h
     for key, vs in series.items():
         pts = [(left + step * i, ypos(v)) for i, v in enumerate(vs) if v and not math.isnan(v)]
         if pts:
-            parts.append(f'<polyline fill="none" stroke="{_COLOURS[key]}" stroke-width="2" points="'
-                         + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
+            parts.append(
+                f'<polyline fill="none" stroke="{_COLOURS[key]}" stroke-width="2" points="'
+                + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+                + '"/>'
+            )
             for (x, y), v in zip(pts, vs, strict=False):
-                parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{_COLOURS[key]}">'
-                             f'<title>{key}: {v:.2f} ms</title></circle>')
+                parts.append(
+                    f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{_COLOURS[key]}">'
+                    f"<title>{key}: {v:.2f} ms</title></circle>"
+                )
     parts.append(_svg_legend(left, height - 8))
     parts.append("</svg>")
     return "".join(parts)
@@ -665,8 +771,9 @@ def write_chart(result: dict[str, Any], json_path: Path) -> Path:
             xs = [r["round"] - 0.2 + 0.4 * i for r in rounds if r["target"] == key]
             ys = [r["rps"] for r in rounds if r["target"] == key]
             axes[0].bar(xs, ys, width=0.4, color=_COLOURS[key], label=f"{key}: {TARGETS[key]}")
-        axes[0].set(title="Throughput per round", xlabel="round", ylabel="req/s",
-                    xticks=list(range(1, n + 1)))
+        axes[0].set(
+            title="Throughput per round", xlabel="round", ylabel="req/s", xticks=list(range(1, n + 1))
+        )
         axes[0].legend(fontsize=8)
         panels = [(axes[1], peak, "Latency at peak (median of rounds)")]
         fixed_title = f"Latency at fixed rate ({result['fixed_rate']['rate']:,.0f} req/s)" if fixed else ""
@@ -711,20 +818,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="granian workers for both A and B")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (also for the fixed rate)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
-    p.add_argument("--duration", type=parse_duration, default=parse_duration("10s"),
-                   help="wrk duration per run, e.g. 10s or 1m")
-    p.add_argument("--warmup", type=parse_duration, default=parse_duration("2s"),
-                   help="unmeasured wrk run against each target before round 1")
+    p.add_argument(
+        "--duration",
+        type=parse_duration,
+        default=parse_duration("10s"),
+        help="wrk duration per run, e.g. 10s or 1m",
+    )
+    p.add_argument(
+        "--warmup",
+        type=parse_duration,
+        default=parse_duration("2s"),
+        help="unmeasured wrk run against each target before round 1",
+    )
     p.add_argument("--rounds", type=int, default=3, help="rounds of A then B")
-    p.add_argument("--fixed-fraction", type=float, default=0.7,
-                   help="fixed-rate run at this fraction of B's median peak (0 to skip)")
-    p.add_argument("--fixed-duration", dest="fixed_seconds", type=parse_duration, default=None,
-                   help="fixed-rate run length (default: --duration)")
-    p.add_argument("--preflight", type=int, default=300,
-                   help="probes sent one by one to B first, to check statuses and answers (0 to skip)")
+    p.add_argument(
+        "--fixed-fraction",
+        type=float,
+        default=0.7,
+        help="fixed-rate run at this fraction of B's median peak (0 to skip)",
+    )
+    p.add_argument(
+        "--fixed-duration",
+        dest="fixed_seconds",
+        type=parse_duration,
+        default=None,
+        help="fixed-rate run length (default: --duration)",
+    )
+    p.add_argument(
+        "--preflight",
+        type=int,
+        default=300,
+        help="probes sent one by one to B first, to check statuses and answers (0 to skip)",
+    )
     p.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for each server")
-    p.add_argument("--json-out", type=Path, default=None,
-                   help="result file (default bench/out/http-<time>.json)")
+    p.add_argument(
+        "--json-out", type=Path, default=None, help="result file (default bench/out/http-<time>.json)"
+    )
     p.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="wrk binary")
     return p
 
@@ -747,10 +876,28 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     inputs = ensure_inputs(args.accounts, args.probes, seed, OUT)
     workers = str(args.workers)
     servers = {
-        "A": Server("A", [sys.executable, "-m", "bench.noop_app", "--host", HOST, "--port", str(free_port()),
-                          "--workers", workers], 0, log_dir / f"http-{stamp}-A-noop.log"),
-        "B": Server("B", [*_vop(), "serve", "--index", str(inputs.snapshot), "--host", HOST,
-                          "--workers", workers], 0, log_dir / f"http-{stamp}-B-vop.log"),
+        "A": Server(
+            "A",
+            [
+                sys.executable,
+                "-m",
+                "bench.noop_app",
+                "--host",
+                HOST,
+                "--port",
+                str(free_port()),
+                "--workers",
+                workers,
+            ],
+            0,
+            log_dir / f"http-{stamp}-A-noop.log",
+        ),
+        "B": Server(
+            "B",
+            [*_vop(), "serve", "--index", str(inputs.snapshot), "--host", HOST, "--workers", workers],
+            0,
+            log_dir / f"http-{stamp}-B-vop.log",
+        ),
     }
     for s in servers.values():
         s.port = free_port() if s.key == "B" else int(s.cmd[s.cmd.index("--port") + 1])
@@ -761,12 +908,24 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         "date": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "command": "python -m bench.http " + shlex.join(argv),
         "machine": machine_info(),
-        "config": {"accounts": args.accounts, "probes": args.probes, "seed": seed, "workers": args.workers,
-                   "connections": args.connections, "threads": args.threads, "duration_s": args.duration,
-                   "warmup_s": args.warmup, "rounds": args.rounds, "fixed_fraction": args.fixed_fraction,
-                   "fixed_seconds": args.fixed_seconds},
-        "inputs": {"snapshot": str(inputs.snapshot.relative_to(ROOT)),
-                   "requests": str(inputs.requests.relative_to(ROOT)), "categories": inputs.categories},
+        "config": {
+            "accounts": args.accounts,
+            "probes": args.probes,
+            "seed": seed,
+            "workers": args.workers,
+            "connections": args.connections,
+            "threads": args.threads,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+            "fixed_fraction": args.fixed_fraction,
+            "fixed_seconds": args.fixed_seconds,
+        },
+        "inputs": {
+            "snapshot": str(inputs.snapshot.relative_to(ROOT)),
+            "requests": str(inputs.requests.relative_to(ROOT)),
+            "categories": inputs.categories,
+        },
         "wrk_command": shlex.join(wrk_command(args, "URL", inputs.requests.relative_to(ROOT), args.duration)),
         "notes": [
             f"load generator and server share this machine's {os.cpu_count()} CPUs",
@@ -780,14 +939,18 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         for s in servers.values():
             waited = s.wait_ready(args.ready_timeout)
             log(f"{s.key} ready after {waited:.1f} s, RSS {s.rss_mib():,.0f} MiB")
-            result.setdefault("startup", {})[s.key] = {"ready_s": round(waited, 2),
-                                                        "rss_mib": round(s.rss_mib())}
+            result.setdefault("startup", {})[s.key] = {
+                "ready_s": round(waited, 2),
+                "rss_mib": round(s.rss_mib()),
+            }
         if args.preflight > 0:
             log(f"preflight: {args.preflight} probes one by one against B")
             pf = preflight(servers["B"], inputs.labels, args.preflight)
             result["preflight"] = pf
-            log(f"preflight: statuses {pf['statuses']}, {pf['agree_with_label']}/{pf['sent']} agree with the "
-                f"generator's label; mismatches {pf['label_mismatches'] or 'none'}")
+            log(
+                f"preflight: statuses {pf['statuses']}, {pf['agree_with_label']}/{pf['sent']} agree with the "
+                f"generator's label; mismatches {pf['label_mismatches'] or 'none'}"
+            )
         warm: list[dict[str, Any]] = []
         for key in ("A", "B"):
             if args.warmup > 0:
@@ -800,10 +963,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                 log(f"round {rnd}/{args.rounds}: {key} ({TARGETS[key]}), wrk {args.duration} s")
                 m = run_wrk(args, servers[key], inputs.requests, args.duration, rnd)
                 rounds.append(m)
-                log(f"  {m.rps:,.0f} req/s, p50 {m.p50_ms:.2f} ms, p99 {m.p99_ms:.2f} ms, p99.9 "
+                log(
+                    f"  {m.rps:,.0f} req/s, p50 {m.p50_ms:.2f} ms, p99 {m.p99_ms:.2f} ms, p99.9 "
                     f"{m.p99_9_ms:.2f} ms, errors {m.errors} "
                     f"(non-2xx {m.non_2xx}, socket {m.socket_errors}); "
-                    f"server CPU {m.server_cpu_cores:.2f}, wrk CPU {m.loadgen_cpu_cores:.2f} cores")
+                    f"server CPU {m.server_cpu_cores:.2f}, wrk CPU {m.loadgen_cpu_cores:.2f} cores"
+                )
         med = summarise(rounds)
         result["rounds"] = [m.as_dict() for m in rounds]
         result["median"] = med
@@ -815,16 +980,20 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
             rate = args.fixed_fraction * med["B"]["rps"]
             runs = []
             for key in ("A", "B"):
-                log(f"fixed rate {rate:,.0f} req/s ({args.fixed_fraction:.0%} of B's median peak) "
-                    f"for {args.fixed_seconds} s: {key}")
+                log(
+                    f"fixed rate {rate:,.0f} req/s ({args.fixed_fraction:.0%} of B's median peak) "
+                    f"for {args.fixed_seconds} s: {key}"
+                )
                 fr = run_fixed(args, servers[key], inputs.requests, rate)
                 lat = fr["latency_ms"]
-                log(f"  achieved {fr['achieved_rate']:,.0f} req/s, "
+                log(
+                    f"  achieved {fr['achieved_rate']:,.0f} req/s, "
                     f"p50 {lat.get('p50', math.nan):.2f} ms, p99 "
                     f"{lat.get('p99', math.nan):.2f} ms, p99.9 {lat.get('p99_9', math.nan):.2f} ms, errors "
                     f"{fr['errors']}, send lag p99 {fr['send_lag_ms'].get('p99', math.nan):.2f} ms "
                     f"(generator's own {fr['timer_lag_ms'].get('p99', math.nan):.2f} ms)"
-                    + (" (generator-limited)" if fr["generator_limited"] else ""))
+                    + (" (generator-limited)" if fr["generator_limited"] else "")
+                )
                 runs.append(fr)
             result["fixed_rate"] = {"fraction": args.fixed_fraction, "rate": rate, "runs": runs}
     # servers are stopped here
@@ -834,8 +1003,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     b_errors = int(result["median"]["B"]["errors"]) + (fixed_b["errors"] if fixed_b else 0)
     result["targets"] = {
         f"B/A ≥ {TARGET_RATIO}": bool(result["ratio_b_over_a"] >= TARGET_RATIO),
-        f"p99 ≤ {TARGET_P99_MS:g} ms at {args.fixed_fraction:.0%} of peak":
-            None if fixed_b is None else bool(fixed_b["latency_ms"].get("p99", math.inf) <= TARGET_P99_MS),
+        f"p99 ≤ {TARGET_P99_MS:g} ms at {args.fixed_fraction:.0%} of peak": None
+        if fixed_b is None
+        else bool(fixed_b["latency_ms"].get("p99", math.inf) <= TARGET_P99_MS),
         "zero errors (B)": b_errors == 0 and not result.get("preflight", {}).get("non_2xx_samples"),
     }
     json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -871,10 +1041,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     problems = {k: v for k, v in result["server_log_problems"].items() if v}
     errors = {m["target"]: m["errors"] for m in result["rounds"] if m["errors"]}
-    log(f"summary: B/A = {_f(result['ratio_b_over_a'], 3)}; "
+    log(
+        f"summary: B/A = {_f(result['ratio_b_over_a'], 3)}; "
         f"median req/s A {result['median']['A']['rps']:,.0f}, "
         f"B {result['median']['B']['rps']:,.0f}; errors in rounds {errors or 'none'}; "
-        f"server log problems {sum(len(v) for v in problems.values()) or 'none'}")
+        f"server log problems {sum(len(v) for v in problems.values()) or 'none'}"
+    )
     for key, samples in {m["target"]: m["samples"] for m in result["rounds"] if m["samples"]}.items():
         log(f"non-2xx samples from {key}: {samples}")
     log(f"wrote {result['json_out']} and {result['chart']}")

@@ -32,6 +32,11 @@ OPTIONAL_STRING_COLUMNS = ("lei", "any_bic")
 _version_counter = itertools.count(1)
 
 
+def next_version() -> int:
+    """A process-wide increasing version for every index object (full or overlay)."""
+    return next(_version_counter)
+
+
 class IndexBuildError(ValueError):
     """The snapshot breaks the data contract; nothing was built."""
 
@@ -159,7 +164,7 @@ class AccountIndex:
         org_ids = _optional_list(table, "org_ids")
         say(f"indexed {n:,} accounts")
         return cls(
-            version=next(_version_counter),
+            version=next_version(),
             source=source,
             built_at=time.time(),
             build_seconds=time.perf_counter() - started,

@@ -30,8 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 # Versions continue the index module's counter so every index object has a distinct version.
-from matching.index import STATUSES, TYPES, AccountIndex, Registered
-from matching.index import _version_counter as _index_versions
+from matching.index import STATUSES, TYPES, AccountIndex, Registered, next_version
 from matching.normalize import prepare_registered
 
 _TYPE_CODE = {t: i for i, t in enumerate(TYPES)}
@@ -154,7 +153,7 @@ class OverlayIndex:
         return cls(
             base=base,
             changes=MappingProxyType(changes),
-            version=next(_index_versions),
+            version=next_version(),
             source=base.source,
             built_at=time.time(),
             build_seconds=time.perf_counter() - started,
@@ -282,7 +281,7 @@ def compact(overlay: OverlayIndex) -> AccountIndex:
     new_types = np.array([_TYPE_CODE[a.registered.type] for a in live], dtype=np.uint8)
     new_status = np.array([_STATUS_CODE[a.registered.status] for a in live], dtype=np.uint8)
     return AccountIndex(
-        version=next(_index_versions),
+        version=next_version(),
         source=base.source,
         built_at=time.time(),
         build_seconds=time.perf_counter() - started,

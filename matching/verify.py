@@ -10,15 +10,16 @@ import re
 from collections.abc import Sequence
 from typing import Literal, cast
 
-from matching.index import AccountIndex, Registered
+from matching.index import Registered
 from matching.model import Check, Code, Outcome
+from matching.overlay import IndexLike
 from matching.policy import DEFAULT_SETTINGS, MatchSettings, NameDecision, decide_names
 
 _ID_JUNK = re.compile(r"[\s.\-/]")
 
 
 def verify(
-    index: AccountIndex, checks: Sequence[Check], settings: MatchSettings = DEFAULT_SETTINGS
+    index: IndexLike, checks: Sequence[Check], settings: MatchSettings = DEFAULT_SETTINGS
 ) -> list[Outcome]:
     if not checks:
         return []
@@ -55,7 +56,7 @@ def verify(
     return results  # type: ignore[return-value]
 
 
-def _settle(index: AccountIndex, row: int, acct: Registered | None, check: Check) -> Outcome | None:
+def _settle(index: IndexLike, row: int, acct: Registered | None, check: Check) -> Outcome | None:
     """The answer decided without the name policy (unknown or inactive account, identifier
     check), or None when the name policy must decide."""
     kind: Literal["name", "id"] = "id" if check.is_id_check else "name"
@@ -82,7 +83,7 @@ def _norm_bic(value: str) -> str:
     return v + "XXX" if len(v) == 8 else v
 
 
-def _verify_ids(index: AccountIndex, row: int, check: Check) -> Outcome:
+def _verify_ids(index: IndexLike, row: int, check: Check) -> Outcome:
     """MTCH if every identifier given that we hold matches, NMTC if one contradicts, else NOAP."""
     lei, bic, others = index.identifiers(row)
     on_record: dict[str, set[str]] = {}

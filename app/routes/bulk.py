@@ -25,12 +25,13 @@ from app.asgi_io import (
     send_problem,
     too_large,
 )
-from app.backpressure import LoadGate, deadline_exceeded
+from app.backpressure import deadline_exceeded
+from app.observability.logging import bind_request, clear_request
 from app.problems import ProblemError
 from app.routes.verification import ENUMERATION_NOAP, guarded, method_not_allowed, rate_limited
 from app.security.gate import SCOPE_BULK, Principal, SecurityGate
 from app.service import Verifier, to_response
-from app.settings import Settings
+from app.services import Services
 from app.validation import check_request_id, check_timestamp
 from app.wire import BulkRequest, BulkResponse, BulkResult, VerificationRequest
 from matching.model import Check, Outcome
@@ -63,8 +64,9 @@ def answer_bulk(
     security: SecurityGate | None = None,
     principal: Principal | None = None,
     request_id: str = "",
-) -> BulkResponse:
-    """Validate each item, verify the valid ones as one batch, keep request order.
+) -> tuple[BulkResponse, list[Outcome]]:
+    """Validate each item, verify the valid ones as one batch, keep request order. Returns the
+    answer and the outcomes of the answered items (for metrics).
 
     With a security gate: each item's requestingAgent must be the client's, the enumeration guard
     applies per item, and every answered item is audited."""
@@ -74,9 +76,9 @@ def answer_bulk(
     for i, item in enumerate(items):
         try:
             request = _item_decoder.decode(item) if isinstance(item, msgspec.Raw) else item
+            check = verifier.check(request)  # format errors before identity errors
             if security is not None and principal is not None:
                 security.check_requester(principal, request.requesting_agent.financial_institution_id.bicfi)
-            check = verifier.check(request)
             if security is not None and principal is not None and guarded(security, principal, check):
                 results[i] = BulkResult(party_name_match="NOAP")
                 checks.append(check)  # audited below, not verified
@@ -92,8 +94,10 @@ def answer_bulk(
     to_verify = [c for c, pos in zip(checks, positions, strict=True) if pos >= 0]
     version, outcomes = verifier.outcomes(to_verify) if to_verify else (0, [])
     answered = iter(outcomes)
+    settled: list[Outcome] = []
     for check, pos in zip(checks, positions, strict=True):
         outcome = next(answered) if pos >= 0 else Outcome("name", "NOAP", ENUMERATION_NOAP)
+        settled.append(outcome)
         if pos >= 0:
             r = to_response(outcome)
             results[pos] = BulkResult(r.party_name_match, r.party_id_match, r.matched_name)
@@ -102,12 +106,12 @@ def answer_bulk(
                 request_id=request_id, principal=principal, iban=check.iban, name=check.name,
                 code=outcome.code, reason=outcome.reason, index_version=version, forced=pos < 0,
             )  # fmt: skip
-    return BulkResponse([r for r in results if r is not None])
+    return BulkResponse([r for r in results if r is not None]), settled
 
 
-def bulk_route(
-    settings: Settings, verifier: Verifier, gate: LoadGate, security: SecurityGate
-) -> ASGIRouteHandler:
+def bulk_route(services: Services) -> ASGIRouteHandler:
+    settings, verifier, gate = services.settings, services.verifier, services.load
+    security, metrics, tracer = services.security, services.metrics, services.tracer
     limit = settings.bulk_max_body_bytes
     max_items = settings.bulk_max_items
     skew = settings.max_clock_skew_s
@@ -118,44 +122,63 @@ def bulk_route(
         started = loop.time()
         headers = read_headers(scope)
         cost = 0
-        try:
-            if scope.get("method") != "POST":
-                raise method_not_allowed()
-            if headers.content_length > limit:
-                raise too_large(limit)
-            principal = security.authenticate(scope["headers"], scope.get("client"), SCOPE_BULK)
-            body = await read_body(receive, limit, started + deadline_s)
+        status = 500
+        metrics.request_started()
+        with tracer.span("POST " + PATH, scope["headers"], _SPAN_ATTRIBUTES) as span:
+            log_context = bind_request(headers.request_id, span.trace_id or None)
             try:
-                request = _bulk_decoder.decode(body)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                raise ProblemError("FORMAT_ERROR", str(exc)) from None
-            if len(request.checks) > max_items:
-                raise ProblemError(
-                    "FORMAT_ERROR",
-                    f"bulk request has {len(request.checks)} checks; the limit is {max_items}",
-                    413,
+                if scope.get("method") != "POST":
+                    raise method_not_allowed()
+                if headers.content_length > limit:
+                    raise too_large(limit)
+                principal = security.authenticate(scope["headers"], scope.get("client"), SCOPE_BULK)
+                body = await read_body(receive, limit, started + deadline_s)
+                try:
+                    request = _bulk_decoder.decode(body)
+                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                    raise ProblemError("FORMAT_ERROR", str(exc)) from None
+                size = len(request.checks)
+                if size > max_items:
+                    raise ProblemError(
+                        "FORMAT_ERROR", f"bulk request has {size} checks; the limit is {max_items}", 413
+                    )
+                rid = check_request_id(headers.request_id)
+                check_timestamp(headers.timestamp, skew)
+                wait = security.rate_limit(principal, size)
+                if wait is not None:
+                    metrics.rate_limited()
+                    raise rate_limited(wait)
+                gate.acquire(size)
+                cost = size
+                response, outcomes = answer_bulk(
+                    verifier, decode_items(body, request), security, principal, rid
                 )
-            rid = check_request_id(headers.request_id)
-            check_timestamp(headers.timestamp, skew)
-            wait = security.rate_limit(principal, len(request.checks))
-            if wait is not None:
-                raise rate_limited(wait)
-            gate.acquire(len(request.checks))
-            cost = len(request.checks)
-            response = answer_bulk(verifier, decode_items(body, request), security, principal, rid)
-            elapsed = loop.time() - started
-            if elapsed > deadline_s:
-                raise deadline_exceeded(elapsed, deadline_s)
-            await send_answer(send, encoder.encode(response), rid)
-        except ProblemError as err:
-            await send_problem(send, err, headers.request_id)
-        except ClientDisconnectedError:
-            return
-        except Exception:
-            log.exception("unhandled error in bulk payee verification")
-            await send_problem(send, ProblemError("INTERNAL_ERROR", "internal error", 500), None)
-        finally:
-            if cost:
-                gate.release(cost)
+                elapsed = loop.time() - started
+                if elapsed > deadline_s:
+                    metrics.shed("deadline")
+                    raise deadline_exceeded(elapsed, deadline_s)
+                await send_answer(send, encoder.encode(response), rid)
+                status = 200
+                metrics.observe_bulk(size)
+                metrics.observe_outcomes(outcomes)
+                span.set_attribute("vop.bulk.size", size)
+            except ProblemError as err:
+                status = err.status
+                await send_problem(send, err, headers.request_id)
+            except ClientDisconnectedError:
+                status = 499
+            except Exception as exc:
+                log.exception("unhandled error in bulk payee verification")
+                span.record_error(exc)
+                await send_problem(send, ProblemError("INTERNAL_ERROR", "internal error", 500), None)
+            finally:
+                if cost:
+                    gate.release(cost)
+                span.set_attribute("http.response.status_code", status)
+                metrics.request_finished(PATH, status, loop.time() - started)
+                clear_request(log_context)
 
     return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee_bulk")(handle)
+
+
+_SPAN_ATTRIBUTES = {"http.route": PATH, "http.request.method": "POST"}

@@ -8,7 +8,7 @@ from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.params import PathParameter
 
-from app.index_holder import IndexHolder
+from app.observability.readiness import Readiness
 from app.problems import PROBLEM_CODES, ProblemError
 
 
@@ -19,16 +19,10 @@ async def healthz() -> dict[str, str]:
 
 @get("/readyz", include_in_schema=False)
 async def readyz(request: Request[None, None, State]) -> Response[dict[str, Any]]:
-    holder: IndexHolder = request.app.state.holder
-    index = holder.current
-    if index is None:
-        body: dict[str, Any] = {"status": "failed" if holder.error else "loading"}
-        if holder.error:
-            body["error"] = holder.error
-        return Response(body, status_code=503, headers={"Retry-After": "1"})
-    return Response(
-        {"status": "ready", "indexVersion": index.version, "accounts": len(index), "builtAt": index.built_at}
-    )
+    """200 when the index is loaded, within the staleness policy and not draining; else 503."""
+    readiness: Readiness = request.app.state.readiness
+    report = readiness.check()
+    return Response(report.body(), status_code=report.http_status, headers=report.headers())
 
 
 @get("/vop/v1/problems/{code:str}", include_in_schema=False)

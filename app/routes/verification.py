@@ -32,12 +32,13 @@ from app.asgi_io import (
     send_problem,
     too_large,
 )
-from app.backpressure import LoadGate, deadline_exceeded
+from app.backpressure import deadline_exceeded
 from app.microbatch import MicroBatcher
+from app.observability.logging import bind_request, clear_request
 from app.problems import ProblemError
 from app.security.gate import SCOPE_VERIFY, Principal, SecurityGate
-from app.service import Verifier, to_response
-from app.settings import Settings
+from app.service import to_response
+from app.services import Services
 from app.validation import check_request_id, check_timestamp
 from app.wire import VerificationRequest
 from matching.model import Check, Outcome
@@ -70,9 +71,9 @@ def guarded(security: SecurityGate, principal: Principal, check: Check) -> bool:
     )
 
 
-def verification_route(
-    settings: Settings, verifier: Verifier, gate: LoadGate, security: SecurityGate
-) -> ASGIRouteHandler:
+def verification_route(services: Services) -> ASGIRouteHandler:
+    settings, verifier, gate = services.settings, services.verifier, services.load
+    security, metrics, tracer = services.security, services.metrics, services.tracer
     limit = settings.max_body_bytes
     skew = settings.max_clock_skew_s
     deadline_s = settings.deadline_ms / 1000
@@ -87,52 +88,77 @@ def verification_route(
         started = loop.time()
         headers = read_headers(scope)
         admitted = False
-        try:
-            if scope.get("method") != "POST":
-                raise method_not_allowed()
-            if headers.content_length > limit:
-                raise too_large(limit)
-            gate.acquire()
-            admitted = True
-            principal = security.authenticate(scope["headers"], scope.get("client"), SCOPE_VERIFY)
-            wait = security.rate_limit(principal)
-            if wait is not None:
-                raise rate_limited(wait)
-            body = await read_body(receive, limit, started + deadline_s)
+        status = 500
+        metrics.request_started()
+        with tracer.span("POST " + PATH, scope["headers"], _SPAN_ATTRIBUTES) as span:
+            log_context = bind_request(headers.request_id, span.trace_id or None)
             try:
-                request = _decoder.decode(body)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                raise ProblemError("FORMAT_ERROR", str(exc)) from None
-            rid = check_request_id(headers.request_id)
-            check_timestamp(headers.timestamp, skew)
-            security.check_requester(principal, request.requesting_agent.financial_institution_id.bicfi)
-            check = verifier.check(request)
-            forced = guarded(security, principal, check)
-            if forced:
-                version = verifier.holder.current.version if verifier.holder.current else 0
-                outcome = Outcome("id" if check.is_id_check else "name", "NOAP", ENUMERATION_NOAP)
-            elif batcher is not None:
-                version, outcome = await batcher.submit(check)
-            else:
-                version, outcomes = verifier.outcomes([check])
-                outcome = outcomes[0]
-            elapsed = loop.time() - started
-            if elapsed > deadline_s:
-                raise deadline_exceeded(elapsed, deadline_s)
-            security.audit(
-                request_id=rid, principal=principal, iban=check.iban, name=check.name, code=outcome.code,
-                reason=outcome.reason, index_version=version, forced=forced,
-            )  # fmt: skip
-            await send_answer(send, encoder.encode(to_response(outcome)), rid)
-        except ProblemError as err:
-            await send_problem(send, err, headers.request_id)
-        except ClientDisconnectedError:
-            return
-        except Exception:  # never crash, never leak internals
-            log.exception("unhandled error in payee verification")
-            await send_problem(send, ProblemError("INTERNAL_ERROR", "internal error", 500), None)
-        finally:
-            if admitted:
-                gate.release()
+                if scope.get("method") != "POST":
+                    raise method_not_allowed()
+                if headers.content_length > limit:
+                    raise too_large(limit)
+                gate.acquire()
+                admitted = True
+                principal = security.authenticate(scope["headers"], scope.get("client"), SCOPE_VERIFY)
+                wait = security.rate_limit(principal)
+                if wait is not None:
+                    metrics.rate_limited()
+                    raise rate_limited(wait)
+                body = await read_body(receive, limit, started + deadline_s)
+                try:
+                    request = _decoder.decode(body)
+                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                    raise ProblemError("FORMAT_ERROR", str(exc)) from None
+                rid = check_request_id(headers.request_id)
+                check_timestamp(headers.timestamp, skew)
+                check = verifier.check(request)  # format errors (400) before identity (403)
+                security.check_requester(principal, request.requesting_agent.financial_institution_id.bicfi)
+                forced = guarded(security, principal, check)
+                if forced:
+                    metrics.enumeration_guarded()
+                    current = verifier.holder.current
+                    version = current.version if current else 0
+                    outcome = Outcome("id" if check.is_id_check else "name", "NOAP", ENUMERATION_NOAP)
+                elif batcher is not None:
+                    version, outcome = await batcher.submit(check)
+                else:
+                    version, outcomes = verifier.outcomes([check])
+                    outcome = outcomes[0]
+                elapsed = loop.time() - started
+                if elapsed > deadline_s:
+                    metrics.shed("deadline")
+                    raise deadline_exceeded(elapsed, deadline_s)
+                security.audit(
+                    request_id=rid, principal=principal, iban=check.iban, name=check.name, code=outcome.code,
+                    reason=outcome.reason, index_version=version, forced=forced,
+                )  # fmt: skip
+                await send_answer(send, encoder.encode(to_response(outcome)), rid)
+                status = 200
+                metrics.observe_outcome(outcome)
+                span.set_attributes(
+                    {
+                        "vop.result.code": outcome.code,
+                        "vop.result.reason": outcome.reason,
+                        "vop.index.version": version,
+                    }
+                )
+            except ProblemError as err:
+                status = err.status
+                await send_problem(send, err, headers.request_id)
+            except ClientDisconnectedError:
+                status = 499
+            except Exception as exc:  # never crash, never leak internals
+                log.exception("unhandled error in payee verification")
+                span.record_error(exc)
+                await send_problem(send, ProblemError("INTERNAL_ERROR", "internal error", 500), None)
+            finally:
+                if admitted:
+                    gate.release()
+                span.set_attribute("http.response.status_code", status)
+                metrics.request_finished(PATH, status, loop.time() - started)
+                clear_request(log_context)
 
     return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee")(handle)
+
+
+_SPAN_ATTRIBUTES = {"http.route": PATH, "http.request.method": "POST"}

@@ -22,6 +22,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
+from urllib.parse import unquote
 
 import msgspec
 import orjson
@@ -30,6 +31,7 @@ import pyarrow.compute as pc
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from matching.index import STATUSES, TYPES
 from matching.sources.parquet import read_snapshot
@@ -292,13 +294,22 @@ def _id_str(value: Any) -> str:
 
 
 # ---- connections and the operator command --------------------------------------------------
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
 def connect(
     url: str,
     *,
     socket_timeout: float = 30.0,
     connect_timeout: float = 5.0,
 ) -> redis.Redis:
-    """A client with timeouts on every call and no hidden retries (callers decide on retrying)."""
+    """A client with timeouts on every call and no hidden retries (callers decide on retrying).
+
+    ``redis://`` / ``rediss://`` / ``unix://`` connect directly; ``redis+sentinel://[:password@]
+    host:port[,host:port…]/<service>[/<db>]`` asks the Sentinels for the current primary of
+    ``service`` (and again after a failover, on reconnect)."""
+    if url.startswith(SENTINEL_SCHEME):
+        return _sentinel_primary(url, socket_timeout, connect_timeout)
     client: redis.Redis = redis.Redis.from_url(
         url,
         socket_timeout=socket_timeout,
@@ -324,28 +335,18 @@ def load_snapshot_into_redis(
     url: str,
     path: str | os.PathLike[str],
     prefix: str = DEFAULT_PREFIX,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
     *,
     batch: int = 1000,
 ) -> LoadSummary:
     """Write every account of the Parquet snapshot at ``path`` into Redis as upserts (hash + stream
-    entry). Raises IndexBuildError (unreadable file) or HashEncodeError (bad rows, nothing written)."""
+    entry). ``progress`` gets the number of accounts written so far. Raises IndexBuildError
+    (unreadable file) or HashEncodeError (bad rows, nothing written)."""
     started = time.perf_counter()
     table = read_snapshot(path)
-    say = progress or (lambda _msg: None)
-    say(f"read {table.num_rows:,} accounts from {path}")
     client = connect(url)
     try:
-        total = table.num_rows
-        step = max(total // 20, batch)
-        next_report = [step]
-
-        def report(done: int) -> None:
-            if done >= next_report[0] or done == total:
-                say(f"written {done:,}/{total:,} accounts")
-                next_report[0] = done + step
-
-        last_id = write_accounts(client, table, prefix, batch=batch, progress=report)
+        last_id = write_accounts(client, table, prefix, batch=batch, progress=progress)
         length = int(client.xlen(changes_key(prefix)))
     finally:
         client.close()
@@ -356,3 +357,34 @@ def load_snapshot_into_redis(
         last_stream_id=last_id,
         stream_length=length,
     )
+
+
+def _sentinel_primary(url: str, socket_timeout: float, connect_timeout: float) -> redis.Redis:
+    rest = url[len(SENTINEL_SCHEME) :]
+    auth, _, rest = rest.rpartition("@")
+    hosts_part, _, path = rest.partition("/")
+    service, _, db = path.partition("/")
+    if not hosts_part or not service:
+        raise ValueError("sentinel URL must be redis+sentinel://host:port[,host:port...]/service[/db]")
+    hosts: list[tuple[str, int]] = []
+    for item in hosts_part.split(","):
+        host, _, port = item.rpartition(":")
+        hosts.append((host or item, int(port) if host and port else 26379))
+    password = unquote(auth.partition(":")[2]) if auth else None
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        hosts,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        sentinel_kwargs={"socket_timeout": connect_timeout, "password": password},
+    )
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        service,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        password=password,
+        db=int(db) if db else 0,
+        decode_responses=False,
+        protocol=2,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return client

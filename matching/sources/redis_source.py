@@ -72,8 +72,6 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from matching.index import STATUSES, TYPES, AccountIndex, IndexBuildError
 from matching.overlay import IndexLike, OverlayIndex, compact, index_to_table, rebase
@@ -87,6 +85,7 @@ from matching.sources.redis_layout import (
     account_key,
     account_key_prefix,
     changes_key,
+    connect,
     decode_values,
     rows_to_table,
     valid_iban_key,
@@ -164,6 +163,7 @@ class RedisSourceStatus(msgspec.Struct, frozen=True, kw_only=True):
     last_change_at: float | None  #: epoch seconds a change was last applied
     last_contact_at: float | None  #: epoch seconds of the last successful Redis call
     full_loads: int
+    reloads_requested: int
     gaps: int
     changes_applied: int  #: stream entries applied
     errors: int
@@ -200,6 +200,10 @@ def format_id(sid: StreamId) -> str:
 
 class GapDetectedError(Exception):
     """The stream no longer holds every change after our position; a full reload is needed."""
+
+
+class ReloadRequestedError(Exception):
+    """An operator asked for a full reload (``request_reload``)."""
 
 
 class ReloadRefusedError(Exception):
@@ -507,6 +511,7 @@ class RedisIndexSource:
         self._stream = changes_key(prefix).encode()
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self._reload = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_index: Callable[[IndexLike], None] = lambda _index: None
         self._client: redis.Redis | None = None
@@ -524,7 +529,7 @@ class RedisIndexSource:
         self._last_change_at: float | None = None
         self._last_contact_at: float | None = None
         self._counts = dict.fromkeys(
-            ("full_loads", "gaps", "changes", "errors", "bad", "compactions", "unsettled"), 0
+            ("full_loads", "gaps", "changes", "errors", "bad", "compactions", "unsettled", "requested"), 0
         )
         self._loaded_from_cache = False
         self._last_error: str | None = None
@@ -547,6 +552,11 @@ class RedisIndexSource:
         if self._compacting is not None:
             self._compacting.join(timeout or 5.0)
         self._close_client()
+
+    def request_reload(self) -> None:
+        """Ask the follower for a full reload (operator control); it starts within ``block_ms``.
+        The current index keeps serving until the new one is built."""
+        self._reload.set()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the first index was handed over (True) or ``timeout`` passed (False)."""
@@ -574,6 +584,7 @@ class RedisIndexSource:
                 last_change_at=self._last_change_at,
                 last_contact_at=self._last_contact_at,
                 full_loads=c["full_loads"],
+                reloads_requested=c["requested"],
                 gaps=c["gaps"],
                 changes_applied=c["changes"],
                 errors=c["errors"],
@@ -605,6 +616,11 @@ class RedisIndexSource:
                 log.warning("change stream gap (%s): full reload", exc)
                 with self._lock:
                     self._pos = None
+            except ReloadRequestedError:
+                self._count("requested")
+                log.info("full reload requested by an operator")
+                with self._lock:
+                    self._pos = None
             except ReloadRefusedError as exc:
                 self._error(exc)
                 log.error("full reload refused: %s; serving the last good index", exc)
@@ -625,6 +641,9 @@ class RedisIndexSource:
 
     def _follow(self, client: redis.Redis, backoff: _Backoff) -> None:
         while not self._stop.is_set():
+            if self._reload.is_set():
+                self._reload.clear()
+                raise ReloadRequestedError
             self._finish_compaction()
             self._start_compaction()
             applied = self._settle(client)
@@ -875,13 +894,8 @@ class RedisIndexSource:
 
     def _get_client(self) -> redis.Redis:
         if self._client is None:
-            self._client = redis.Redis.from_url(
-                self.url,
-                socket_timeout=self._read_timeout(),
-                socket_connect_timeout=self.settings.connect_timeout_s,
-                decode_responses=False,
-                protocol=2,
-                retry=Retry(NoBackoff(), 0),
+            self._client = connect(
+                self.url, socket_timeout=self._read_timeout(), connect_timeout=self.settings.connect_timeout_s
             )
         return self._client
 
