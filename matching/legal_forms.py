@@ -34,13 +34,17 @@ START_STOP: Final = frozenset([
 # fmt: on
 #: Keys that are ordinary words at the *end* of a name ("Smith & Son", "Fund II").
 END_STOP: Final = frozenset(["son", "per", "ii", "vi"])
-_UMLAUT_A: Final = str.maketrans({"ä": "a", "ö": "o", "ü": "u"})
-_UMLAUT_E: Final = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue"})
 
 
 def umlaut_forms(key: str) -> tuple[str, str]:
     """(plain, expanded) spelling of a folded string: ``mäkinen`` → (``makinen``, ``maekinen``)."""
-    return key.translate(_UMLAUT_A), key.translate(_UMLAUT_E)
+    if "ä" not in key and "ö" not in key and "ü" not in key:
+        return key, key
+    # three str.replace calls are several times faster than str.translate on a short name
+    return (
+        key.replace("ä", "a").replace("ö", "o").replace("ü", "u"),
+        key.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +57,7 @@ class LegalForms:
     def lookup(self, key: str) -> str | None:
         hit = self.by_key.get(key)
         if hit is None and ("ä" in key or "ö" in key or "ü" in key):
-            hit = self.by_key.get(key.translate(_UMLAUT_A))
+            hit = self.by_key.get(umlaut_forms(key)[0])
         return hit
 
 

@@ -9,11 +9,11 @@ Two layers, shared by registered names (at index build) and by queries (per chec
    Apostrophes vanish (``O'Brien`` → ``obrien``), dots vanish inside abbreviations
    (``B.V.`` → ``bv``) and separate words otherwise (``Dr.Müller`` → ``dr müller``), ``&`` and
    ``,`` become tokens of their own, ASCII punctuation breaks words, any other non-ASCII character
-   left after NFKD (combining marks, other scripts, symbols) is dropped. The scalar path (bytes
-   translate + a few guarded replaces, cached) and the polars path (string kernels) give
-   byte-identical output for every assigned code point of Python's Unicode database;
-   ``tests/test_matching_properties.py`` proves it with hypothesis. (A code point that only a newer
-   Unicode knows may normalise differently in Rust's tables.)
+   left after NFKD (combining marks, other scripts, symbols) is dropped. One function
+   (``_fold_chars``: bytes translate + a few guarded replaces) does it all; ``fold`` runs it on one
+   name (cached), ``fold_many`` on a whole batch joined by NUL, a few C-level passes for
+   thousands of names. ``tests/test_matching_properties.py`` proves with hypothesis that both give
+   byte-identical output.
 
 2. **Token rules** (``person_holders`` / ``organisation_tokens``): titles, joint-name connectors,
    "Surname, First", surname particles, legal forms. These are dictionary look-ups on a handful of
@@ -34,8 +34,6 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from typing import Final
-
-import polars as pl
 
 from matching import legal_forms
 
@@ -86,7 +84,8 @@ _SPECIAL_LETTERS: Final[dict[str, str]] = {
     "”": " ",
     "•": " ",
 }
-_UMLAUT_RECOMPOSE: Final[dict[str, str]] = {"a\u0308": "ä", "o\u0308": "ö", "u\u0308": "ü"}
+#: After NFKD no precomposed ä/ö/ü is left: a vowel + U+0308 goes straight to its placeholder.
+_UMLAUT_PLACEHOLDER: Final[dict[str, str]] = {"a\u0308": "A", "o\u0308": "O", "u\u0308": "U"}
 _ALLOWED_CLASS: Final = "a-z0-9äöü&, "
 
 # Scalar path: after NFKD the text is taken to bytes; the umlauts travel as the placeholders A O U
@@ -95,35 +94,33 @@ _ALLOWED_CLASS: Final = "a-z0-9äöü&, "
 _KEEP_BYTES: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789&, AOU")
 _BYTE_TABLE: Final = bytes(c if c in _KEEP_BYTES else 0x20 for c in range(256))
 _DOT_BEFORE_WORD_B: Final = re.compile(rb"\.([a-z0-9AOU]{2})")
-
-
-@functools.cache
-def _special_table() -> dict[int, str]:
-    return {ord(k): v for k, v in _SPECIAL_LETTERS.items()}
-
-
 _SPECIAL_SET: Final = frozenset(_SPECIAL_LETTERS)
 
+#: Batch path: the names are folded as one string, joined by NUL (which no step alters or
+#: merges with a neighbour: it is a starter for NFKC/NFKD, uncased, never part of a regex match
+#: here, and kept by the byte table below); a batch whose names contain NUL is folded one by one.
+_BATCH_SEP: Final = "\x00"
+_BATCH_BYTE_TABLE: Final = b"\x00" + _BYTE_TABLE[1:]
 
-@functools.lru_cache(maxsize=262_144)
-def fold(text: str) -> str:
-    """Character folding of one name (scalar path). Output: tokens joined by single spaces."""
-    s = unicodedata.normalize("NFKC", text).lower()
+
+def _fold_chars(s: str, table: bytes) -> str:
+    """The character steps of folding (everything but collapsing runs of spaces).
+
+    Every step acts on one character or on a run within one word, so folding a NUL-joined batch
+    in one go gives each name's own result (``fold_many``; proven by a hypothesis property).
+    """
+    s = unicodedata.normalize("NFKC", s).lower()
     if not _SPECIAL_SET.isdisjoint(s):
-        s = s.translate(_special_table())
+        for k, v in _SPECIAL_LETTERS.items():  # all values ASCII: the order does not matter
+            if k in s:
+                s = s.replace(k, v)
     s = unicodedata.normalize("NFKD", s)
     if s.isascii():
         b = s.encode("ascii")
     else:
-        for k, v in _UMLAUT_RECOMPOSE.items():
+        for k, v in _UMLAUT_PLACEHOLDER.items():
             if k in s:
                 s = s.replace(k, v)
-        if "ä" in s:
-            s = s.replace("ä", "A")
-        if "ö" in s:
-            s = s.replace("ö", "O")
-        if "ü" in s:
-            s = s.replace("ü", "U")
         b = s.encode("ascii", "ignore")
     b = b.translate(None, b"'`")
     if b"&" in b:
@@ -132,44 +129,37 @@ def fold(text: str) -> str:
         b = b.replace(b",", b" , ")
     if b"." in b:
         b = _DOT_BEFORE_WORD_B.sub(rb" \1", b).replace(b".", b"")
-    out = " ".join(b.translate(_BYTE_TABLE).decode("ascii").split())
+    out = b.translate(table).decode("ascii")
     if "A" in out or "O" in out or "U" in out:
         out = out.replace("A", "ä").replace("O", "ö").replace("U", "ü")
     return out
 
 
-def _fold_expr(col: pl.Expr) -> pl.Expr:
-    """The same folding as ``fold`` as one polars expression (vectorised path)."""
-    return (
-        col.str.normalize("NFKC")
-        .str.to_lowercase()
-        .str.replace_many(list(_SPECIAL_LETTERS), list(_SPECIAL_LETTERS.values()))
-        .str.normalize("NFKD")
-        .str.replace_many(list(_UMLAUT_RECOMPOSE), list(_UMLAUT_RECOMPOSE.values()))
-        .str.replace_all("[^\\x00-\\x7fäöü]", "")
-        .str.replace_all("['`]", "")
-        .str.replace_all("&", " & ", literal=True)
-        .str.replace_all(",", " , ", literal=True)
-        .str.replace_all(r"\.([a-z0-9äöü]{2})", " $1")
-        .str.replace_all(".", "", literal=True)
-        .str.replace_all(f"[^{_ALLOWED_CLASS}]+", " ")
-        .str.replace_all(" +", " ")
-        .str.strip_chars(" ")
-    )
+@functools.lru_cache(maxsize=262_144)
+def fold(text: str) -> str:
+    """Character folding of one name (scalar path). Output: tokens joined by single spaces."""
+    return " ".join(_fold_chars(text, _BYTE_TABLE).split())
 
 
-#: Below this many names the scalar path is faster than starting a polars query.
-POLARS_MIN_BATCH: Final = 512
+#: Below this many names, folding them one by one (``fold``, cached) is as fast as the batch path.
+BATCH_MIN: Final = 8
 
 
-def fold_many(texts: Sequence[str], *, force_polars: bool | None = None) -> list[str]:
-    """Character folding of a batch: polars string kernels for large batches, ``fold`` otherwise."""
-    use_polars = len(texts) >= POLARS_MIN_BATCH if force_polars is None else force_polars
-    if not use_polars:
+def fold_many(texts: Sequence[str], *, batched: bool | None = None) -> list[str]:
+    """Character folding of a batch, the same as ``[fold(t) for t in texts]``.
+
+    Large batches are folded as one NUL-joined string (a few C-level passes instead of a dozen
+    calls per name); small ones, and batches with a NUL in a name, one by one.
+    """
+    use_batch = len(texts) >= BATCH_MIN if batched is None else batched
+    if not use_batch or not texts:
         return [fold(t) for t in texts]
-    series = pl.Series("n", texts, dtype=pl.String)
-    out = pl.select(_fold_expr(pl.lit(series))).to_series()
-    return out.to_list()
+    joined = _BATCH_SEP.join(texts)
+    if joined.count(_BATCH_SEP) != len(texts) - 1:
+        return [fold(t) for t in texts]
+    out = " ".join(_fold_chars(joined, _BATCH_BYTE_TABLE).split())  # NUL is not whitespace
+    out = out.replace(" " + _BATCH_SEP, _BATCH_SEP).replace(_BATCH_SEP + " ", _BATCH_SEP).strip(" ")
+    return out.split(_BATCH_SEP)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,9 +291,12 @@ def _split_on(tokens: list[str], sep: str) -> list[list[str]]:
 @functools.lru_cache(maxsize=262_144)
 def organisation_tokens(folded: str) -> tuple[str, ...]:
     """Token rules for an organisation: legal forms at end / start → ``#form`` markers; connectors dropped."""
-    tokens = [t for t in folded.split(" ") if t and t not in ("&", ",")]
+    tokens = folded.split()
+    if "&" in folded or "," in folded:
+        tokens = [t for t in tokens if t not in ("&", ",")]
     tokens = legal_forms.mark_forms(tokens, FORM_MARKER)
-    if len(tokens) > 2:  # a connector between two words of the name ("Müller und Söhne")
+    # a connector between two words of the name ("Müller und Söhne")
+    if len(tokens) > 2 and not CONNECTORS.isdisjoint(tokens[1:-1]):
         tokens = [tokens[0], *(t for t in tokens[1:-1] if t not in CONNECTORS), tokens[-1]]
     return tuple(tokens)
 
@@ -329,7 +322,7 @@ def canonical(folded: str, kind: str) -> str:
 def prepare_registered(names: Sequence[str], kinds: Sequence[str]) -> list[str]:
     """For each registered account name (``kinds[i]`` is "person" or "organisation"), its canonical string.
 
-    Character folding runs vectorised (polars) for large batches; the token rules run once per
+    Character folding runs as one batch (``fold_many``); the token rules run once per
     distinct folded string. See the module docstring for the format.
     """
     if len(names) != len(kinds):

@@ -15,7 +15,6 @@ Reasons: ``exact``, ``legal_form_missing``, ``joint_both`` (MTCH); ``typo``, ``s
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -42,14 +41,18 @@ class NameDecision(NamedTuple):
 
 
 _NMTC = NameDecision("NMTC", -1, "no_match")
+#: The usual answer, made once: MTCH on registered name i (i < 8).
+_MTCH_EXACT = tuple(NameDecision("MTCH", i, "exact") for i in range(8))
 
 
-@functools.lru_cache(maxsize=262_144)
+# The prepared strings are parsed on every check, uncached: in real traffic each account's names
+# come by once per batch, and a split is cheaper than a cache miss plus insertion.
 def _person_parse(prepared: str) -> tuple[tuple[str, ...], ...]:
+    if HOLDER_SEPARATOR not in prepared:
+        return (tuple(prepared.split(" ")),) if prepared else ()
     return tuple(tuple(h.split(" ")) for h in prepared.split(HOLDER_SEPARATOR) if h)
 
 
-@functools.lru_cache(maxsize=262_144)
 def _org_parse(prepared: str) -> tuple[str, ...]:
     return tuple(prepared.split(" ")) if prepared else ()
 
@@ -70,19 +73,26 @@ def _to_decision(score: Score, matched: int) -> NameDecision:
 def _decide_person(
     q_holders: tuple[tuple[str, ...], ...], prepared: Sequence[str], s: MatchSettings
 ) -> NameDecision:
-    holders = [(i, h) for i, p in enumerate(prepared) for h in _person_parse(p)]
-    if not q_holders or not holders:
+    if not q_holders:
         return _NMTC
     if len(q_holders) == 1:
         q = q_holders[0]
         best, best_i = NO_MATCH, -1
-        for i, h in holders:
-            sc = score_person(q, h, s)
-            if _rank(sc) < _rank(best):
-                best, best_i = sc, i
-                if sc.deviations == 0:
-                    break
+        best_rank = _rank(best)
+        for i, p in enumerate(prepared):
+            for h in _person_parse(p):
+                sc = score_person(q, h, s)
+                if sc.deviations < 0:
+                    continue
+                rank = _rank(sc)
+                if rank < best_rank:
+                    best, best_i, best_rank = sc, i, rank
+                    if sc.deviations == 0:
+                        return _to_decision(best, best_i)
         return _to_decision(best, best_i)
+    holders = [(i, h) for i, p in enumerate(prepared) for h in _person_parse(p)]
+    if not holders:
+        return _NMTC
     # several holders named in the query: each must be a different registered holder
     if len(q_holders) > len(holders):
         return _NMTC
@@ -109,13 +119,25 @@ def _decide_person(
 
 def _decide_organisation(q: tuple[str, ...], prepared: Sequence[str], s: MatchSettings) -> NameDecision:
     best, best_i = NO_MATCH, -1
+    best_rank = _rank(best)
     for i, p in enumerate(prepared):
         sc = score_organisation(q, _org_parse(p), s, FORM_MARKER)
-        if _rank(sc) < _rank(best):
-            best, best_i = sc, i
+        if sc.deviations < 0:
+            continue
+        rank = _rank(sc)
+        if rank < best_rank:
+            best, best_i, best_rank = sc, i, rank
             if sc.deviations == 0:
                 break
     return _to_decision(best, best_i)
+
+
+def _exact_at(prepared: Sequence[str], canon: str) -> NameDecision | None:
+    """MTCH on the first registered name whose canonical string is ``canon``, if any."""
+    if canon not in prepared:
+        return None
+    i = prepared.index(canon)
+    return _MTCH_EXACT[i] if i < len(_MTCH_EXACT) else NameDecision("MTCH", i, "exact")
 
 
 def decide_one(
@@ -126,23 +148,16 @@ def decide_one(
         return _NMTC
     if kind == "organisation":
         q = organisation_tokens(folded_query)
-        canon = " ".join(q)
-        for i, p in enumerate(prepared):
-            if p == canon:
-                return NameDecision("MTCH", i, "exact")
-        return _decide_organisation(q, prepared, s)
+        return _exact_at(prepared, " ".join(q)) or _decide_organisation(q, prepared, s)
     if person_is_canonical(folded_query):  # no title, connector, particle or comma: nothing to rewrite
-        for i, p in enumerate(prepared):
-            if p == folded_query:
-                return NameDecision("MTCH", i, "exact")
-        qh: tuple[tuple[str, ...], ...] = (tuple(folded_query.split(" ")),) if folded_query else ()
-        return _decide_person(qh, prepared, s)
+        return _exact_at(prepared, folded_query) or _decide_person(
+            (tuple(folded_query.split(" ")),), prepared, s
+        )
     qh = person_holders(folded_query)
     if len(qh) == 1:
-        canon = " ".join(qh[0])
-        for i, p in enumerate(prepared):
-            if p == canon:
-                return NameDecision("MTCH", i, "exact")
+        hit = _exact_at(prepared, " ".join(qh[0]))
+        if hit is not None:
+            return hit
     return _decide_person(qh, prepared, s)
 
 

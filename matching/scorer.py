@@ -16,6 +16,11 @@ Token comparison (``compare_tokens``), in order:
 
 Persons are aligned order-insensitively; organisations order-sensitively (another order is one
 deviation, ``word_order``).
+
+Speed: most non-matching pairs never reach the alignment: ``person_may_match`` (no word in common
+and no way to re-split the letters) rejects them with a set and two sums; one leftover word per side
+is a plain scan instead of the permutation search (``best_pairs``). Both shortcuts are proven
+equal to the slow path by hypothesis (``tests/test_matching_properties.py``).
 """
 
 from __future__ import annotations
@@ -34,10 +39,13 @@ from matching.settings import MatchSettings
 __all__ = [
     "NO_MATCH",
     "Score",
+    "best_pairs",
     "compare_tokens",
     "edit_allowance",
+    "person_may_match",
     "score_organisation",
     "score_person",
+    "score_person_full",
 ]
 
 _EXACT, _NICK, _INITIAL, _TYPO, _NONE = 0, 1, 2, 3, 4
@@ -77,7 +85,30 @@ def tokens_equal(q: str, r: str) -> bool:
     return qa == ra or qe == re_
 
 
+_LAST_LETTERS: dict[tuple[tuple[str, str], ...], frozenset[tuple[str, str]] | None] = {}
+
+
+def _ending_last_letters(endings: tuple[tuple[str, str], ...]) -> frozenset[tuple[str, str]] | None:
+    """(last letter of one token, last letter of the other) that some ending pair can give; None
+    when an ending is empty (then any pair can). Memoised per settings (a plain dict, never evicted:
+    there are only ever a few settings objects)."""
+    try:
+        return _LAST_LETTERS[endings]
+    except KeyError:
+        pass
+    got = (
+        None
+        if any(not a or not b for a, b in endings)
+        else frozenset(p for a, b in endings for p in ((a[-1], b[-1]), (b[-1], a[-1])))
+    )
+    _LAST_LETTERS[endings] = got
+    return got
+
+
 def _gendered(q: str, r: str, s: MatchSettings) -> bool:
+    last = _ending_last_letters(s.gendered_endings)
+    if last is not None and (q[-1:], r[-1:]) not in last:
+        return False
     for a, b in s.gendered_endings:
         for x, y in ((q, r), (r, q)):
             if x.endswith(a) and y.endswith(b) and x[: len(x) - len(a)] == y[: len(y) - len(b)]:
@@ -137,53 +168,128 @@ def _split_word(q: Sequence[str], r: Sequence[str], qi: list[int], rj: list[int]
     return NO_MATCH
 
 
+def _umlauts(tokens: Sequence[str]) -> int:
+    joined = "".join(tokens)
+    return joined.count("ä") + joined.count("ö") + joined.count("ü")
+
+
+def person_may_match(q: Sequence[str], r: Sequence[str]) -> bool:
+    """Cheap necessary condition for ``score_person(q, r) != NO_MATCH`` (the early reject).
+
+    ``score_person`` rejects a registered name of several words unless a word is right as written
+    (an exact pair), and the one way out of that rule, a split/joined word, needs the words of
+    both sides to spell the same letters (equal lengths in one of the two umlaut spellings). So
+    when ``r`` has several words, no word of ``q`` equals one of ``r`` and the lengths differ in
+    both spellings, the answer is NO_MATCH. Proven against ``score_person_full`` by hypothesis
+    (``tests/test_matching_properties.py``).
+    """
+    if len(r) < 2 or not set(q).isdisjoint(r):
+        return True
+    uq, ur = _umlauts(q), _umlauts(r)
+    if uq or ur:
+        fq = [umlaut_forms(t) for t in q]
+        fr = [umlaut_forms(t) for t in r]
+        if not {a for a, _ in fq}.isdisjoint([a for a, _ in fr]):
+            return True
+        if not {e for _, e in fq}.isdisjoint([e for _, e in fr]):
+            return True
+    lq, lr = sum(map(len, q)), sum(map(len, r))
+    return lq == lr or lq + uq == lr + ur
+
+
 def score_person(q: Sequence[str], r: Sequence[str], s: MatchSettings) -> Score:
     """One query holder against one registered holder (token tuples)."""
     if not q or not r:
         return NO_MATCH
+    if not person_may_match(q, r):  # (never true of two equal word multisets)
+        return NO_MATCH
     if tuple(q) == tuple(r) or sorted(q) == sorted(r):
         return EXACT
+    return _align_person(q, r, s)
+
+
+def score_person_full(q: Sequence[str], r: Sequence[str], s: MatchSettings) -> Score:
+    """``score_person`` without the early reject (``person_may_match``); the reference for tests."""
+    if not q or not r:
+        return NO_MATCH
+    if tuple(q) == tuple(r) or sorted(q) == sorted(r):
+        return EXACT
+    return _align_person(q, r, s)
+
+
+_Pair = tuple[int, int, int, int]  # (query index, registered index, kind, edits)
+
+
+def best_pairs(
+    qi: Sequence[int],
+    rj: Sequence[int],
+    cand: dict[tuple[int, int], tuple[int, int]],
+    *,
+    general: bool = False,
+) -> list[_Pair]:
+    """Best assignment of the leftover tokens: the most fuzzy pairs, then the fewest edits; the
+    first one found (query order, then registered order) wins a tie.
+
+    One token left on a side (the usual case: one word misspelt) is a plain scan for the pair with
+    the fewest edits; ``general=True`` forces the permutation search (tests prove they agree). More
+    than four leftovers on a side: one greedy pass.
+    """
+    small = len(qi) <= 4 and len(rj) <= 4
+    if small and not general and (len(qi) == 1 or len(rj) == 1):
+        found: _Pair | None = None
+        for i in qi:
+            for j in rj:
+                kind, e = cand[(i, j)]
+                if kind != _NONE and (found is None or e < found[3]):
+                    found = (i, j, kind, e)
+        return [] if found is None else [found]
+    best: tuple[tuple[int, int], list[_Pair]] = ((0, 0), [])
+    if small:
+        k = min(len(qi), len(rj))
+        for qs in itertools.permutations(qi, k):
+            for rs in itertools.permutations(rj, k):
+                got = [(i, j, *cand[(i, j)]) for i, j in zip(qs, rs, strict=True)]
+                got = [g for g in got if g[2] != _NONE]
+                key = (len(got), -sum(g[3] for g in got))
+                if key > best[0]:
+                    best = (key, got)
+        return best[1]
+    used_r: set[int] = set()
+    for i in qi:
+        opts = [(cand[(i, j)][1], j) for j in rj if j not in used_r and cand[(i, j)][0] != _NONE]
+        if opts:
+            _, j = min(opts)
+            used_r.add(j)
+            best[1].append((i, j, *cand[(i, j)]))
+    return best[1]
+
+
+def _align_person(q: Sequence[str], r: Sequence[str], s: MatchSettings) -> Score:
     nq, nr = len(q), len(r)
-    q_used = [False] * nq
-    r_used = [False] * nr
-    # 1. exact pairs
-    n_exact = 0
+    # 1. exact pairs: each query token takes the first free registered token equal to it (without
+    #    umlauts on either side, tokens_equal is plain equality)
+    joined = "".join(q) + "".join(r)
+    eq = tokens_equal if "ä" in joined or "ö" in joined or "ü" in joined else str.__eq__
+    rj = list(range(nr))  # registered tokens left, in order
+    qi: list[int] = []  # query tokens left, in order
     for i, qt in enumerate(q):
-        for j, rt in enumerate(r):
-            if not r_used[j] and tokens_equal(qt, rt):
-                q_used[i] = r_used[j] = True
-                n_exact += 1
+        for j in rj:
+            if eq(qt, r[j]):
+                rj.remove(j)
                 break
-    qi = [i for i in range(nq) if not q_used[i]]
-    rj = [j for j in range(nr) if not r_used[j]]
-    # 2. fuzzy pairs: best assignment of the few remaining tokens
-    pairs: list[tuple[int, int, int, int]] = []  # (qi, rj, kind, edits)
-    if qi and rj:
-        cand = {(i, j): compare_tokens(q[i], r[j], s) for i in qi for j in rj}
-        best: tuple[tuple[int, int], list[tuple[int, int, int, int]]] = ((0, 0), [])
-        small = len(qi) <= 4 and len(rj) <= 4
-        if small:
-            k = min(len(qi), len(rj))
-            for qs in itertools.permutations(qi, k):
-                for rs in itertools.permutations(rj, k):
-                    got = [(i, j, *cand[(i, j)]) for i, j in zip(qs, rs, strict=True)]
-                    got = [g for g in got if g[2] != _NONE]
-                    key = (len(got), -sum(g[3] for g in got))
-                    if key > best[0]:
-                        best = (key, got)
         else:
-            used_r: set[int] = set()
-            for i in qi:
-                opts = [(cand[(i, j)][1], j) for j in rj if j not in used_r and cand[(i, j)][0] != _NONE]
-                if opts:
-                    _, j = min(opts)
-                    used_r.add(j)
-                    best[1].append((i, j, *cand[(i, j)]))
-        pairs = best[1]
-        for i, j, _, _ in pairs:
-            q_used[i] = r_used[j] = True
-    extra = [i for i in range(nq) if not q_used[i]]
-    missing = [j for j in range(nr) if not r_used[j]]
+            qi.append(i)
+    n_exact = nq - len(qi)
+    # 2. fuzzy pairs: best assignment of the few remaining tokens
+    pairs: list[_Pair] = []
+    extra, missing = qi, rj
+    if qi and rj:
+        pairs = best_pairs(qi, rj, {(i, j): compare_tokens(q[i], r[j], s) for i in qi for j in rj})
+        if pairs:
+            paired_q = [p[0] for p in pairs]
+            paired_r = [p[1] for p in pairs]
+            extra = [i for i in qi if i not in paired_q]
+            missing = [j for j in rj if j not in paired_r]
     deviations = 0
     edits = 0
     reason = "exact"
@@ -193,13 +299,13 @@ def score_person(q: Sequence[str], r: Sequence[str], s: MatchSettings) -> Score:
         deviations += 1
         reason = "spacing"
         extra, missing = [], []
-    if extra:
-        if any(i in (0, nq - 1) for i in extra):
+    if extra:  # (extra and missing are in order: the ends are the first and last words)
+        if extra[0] == 0 or extra[-1] == nq - 1:
             return _split_word(q, r, qi, rj, s)
         deviations += 1
         reason = "middle_name_extra"
     if missing:
-        if any(j in (0, nr - 1) for j in missing):
+        if missing[0] == 0 or missing[-1] == nr - 1:
             return _split_word(q, r, qi, rj, s)
         deviations += 1
         reason = "middle_name_missing"
@@ -229,8 +335,11 @@ def score_person(q: Sequence[str], r: Sequence[str], s: MatchSettings) -> Score:
 
 def _split_org(tokens: Sequence[str], marker: str) -> list[tuple[tuple[str, ...], frozenset[str]]]:
     """Readings of an organisation name: (body, forms); a start form may also be a word of the name."""
-    body = tuple(t for t in tokens if not t.startswith(marker))
-    forms = frozenset(t for t in tokens if t.startswith(marker))
+    marked = [t for t in tokens if t.startswith(marker)]
+    if not marked:
+        return [(tuple(tokens), frozenset())]
+    body = tuple([t for t in tokens if not t.startswith(marker)])
+    forms = frozenset(marked)
     readings = [(body, forms)]
     if len(tokens) > 1 and tokens[0].startswith(marker):
         rest = tuple(t for t in tokens[1:] if t.startswith(marker))
@@ -239,10 +348,10 @@ def _split_org(tokens: Sequence[str], marker: str) -> list[tuple[tuple[str, ...]
 
 
 def _body_relation(bq: tuple[str, ...], br: tuple[str, ...], s: MatchSettings) -> Score:
-    if len(bq) == len(br) and all(tokens_equal(a, b) for a, b in zip(bq, br, strict=True)):
-        return EXACT
     if len(bq) == len(br):
-        diff = [(a, b) for a, b in zip(bq, br, strict=True) if not tokens_equal(a, b)]
+        diff = [(a, b) for a, b in zip(bq, br, strict=True) if a != b and not tokens_equal(a, b)]
+        if not diff:
+            return EXACT
         if len(diff) == 1:
             kind, e = compare_tokens(diff[0][0], diff[0][1], s)
             if kind == _TYPO:

@@ -7,8 +7,9 @@ import msgspec
 __all__ = ["DEFAULT_SETTINGS", "MatchSettings"]
 
 
-class MatchSettings(msgspec.Struct, frozen=True):
-    """Thresholds of the matcher. The defaults are the tuned policy (DESIGN.md §2).
+class MatchSettings(msgspec.Struct, frozen=True, cache_hash=True):
+    """Thresholds of the matcher. The defaults are the tuned policy (DESIGN.md §2). (The hash is
+    cached: every ``compare_tokens`` cache look-up hashes the settings.)
 
     Edit allowance per token, by the length of the *registered* token:
     ``typo_max_edits_short`` below ``typo_medium_min_len`` (a one-letter change in a two- or

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from matching.name_variants import are_variants
 from matching.normalize import fold, fold_many, prepare_query, prepare_registered
-from matching.policy import decide_names
+from matching.policy import DEFAULT_SETTINGS, MatchSettings, decide_names
+from matching.scorer import NO_MATCH, _gendered, best_pairs, person_may_match, score_person, score_person_full
 
 LATINISH = st.characters(
     codec="utf-8",
@@ -129,10 +130,24 @@ def test_fold_is_idempotent(raw: str) -> None:
     assert fold(once) == once
 
 
-@given(st.lists(st.text(WIDE, max_size=40) | RAW, min_size=1, max_size=20))
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
-def test_scalar_and_polars_paths_are_identical(raws: list[str]) -> None:
-    assert fold_many(raws, force_polars=True) == [fold(r) for r in raws]
+#: Characters at the edges of the batch separator (NUL): combining marks, final sigma, runs of
+#: spaces and punctuation, so that a step acting across two joined names would show.
+EDGE = st.sampled_from([*" \u0308\u0301\u0327ΣσςaAoOuU.,&'-ﬁ\u00a0\t", "Σ.", " .ab", "a."])
+
+
+EDGY = st.lists(EDGE, max_size=6).map("".join)
+
+
+@given(st.lists(st.text(WIDE, max_size=40) | RAW | EDGY, min_size=1, max_size=20))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_scalar_and_batch_paths_are_identical(raws: list[str]) -> None:
+    assert fold_many(raws, batched=True) == [fold(r) for r in raws]
+
+
+def test_batch_fold_with_nul_in_a_name() -> None:
+    raws = ["Anna\x00Nowak", "Jürgen  Müller", " ", "Ó Briain"]
+    expected = ["anna nowak", "jürgen müller", "", "o briain"]
+    assert fold_many(raws, batched=True) == [fold(r) for r in raws] == expected
 
 
 @given(RAW, st.sampled_from(["person", "organisation"]))
@@ -188,3 +203,63 @@ def test_another_first_name_is_never_a_match(f1: str, f2: str, last: str) -> Non
 def test_another_surname_is_never_a_match(first: str, l1: str, l2: str) -> None:
     assume(prepare_query(l1, "person") != prepare_query(l2, "person"))
     assert _decide("person", f"{first} {l1}", f"{first} {l2}") != "MTCH"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast paths of the scorer agree with the slow ones
+# ---------------------------------------------------------------------------------------------
+
+#: Short tokens over a tiny alphabet (with umlauts and their spellings), so that equal words,
+#: umlaut-equal words, initials, typos and re-split words all happen often.
+TOKEN = st.text(st.sampled_from("abeuäü"), min_size=1, max_size=5) | st.sampled_from(
+    ["muller", "müller", "mueller", "anna", "ana", "jan", "j", "nowak", "novak", "bill", "william"]
+)
+TOKENS = st.lists(TOKEN, min_size=1, max_size=5).map(tuple)
+PERSON_SETTINGS = st.sampled_from(
+    [
+        DEFAULT_SETTINGS,
+        MatchSettings(max_deviations_person=2),
+        MatchSettings(spacing_max_tokens=1),
+        MatchSettings(allow_initials=False, typo_max_edits_short=1),
+    ]
+)
+
+
+@given(TOKENS, TOKENS, PERSON_SETTINGS)
+@settings(max_examples=1500)
+def test_early_reject_agrees_with_the_full_person_scorer(
+    q: tuple[str, ...], r: tuple[str, ...], s: MatchSettings
+) -> None:
+    full = score_person_full(q, r, s)
+    if not person_may_match(q, r):
+        assert full == NO_MATCH
+    assert score_person(q, r, s) == full
+
+
+@given(
+    st.lists(st.integers(0, 6), min_size=1, max_size=6, unique=True).map(sorted),
+    st.lists(st.integers(0, 6), min_size=1, max_size=6, unique=True).map(sorted),
+    st.data(),
+)
+@settings(max_examples=500)
+def test_single_leftover_scan_agrees_with_the_permutation_search(
+    qi: list[int], rj: list[int], data: st.DataObject
+) -> None:
+    assume(len(qi) == 1 or len(rj) == 1)
+    kinds = st.tuples(st.integers(0, 4), st.integers(0, 2))  # (kind, edits); 4 = no pair
+    cand = {(i, j): data.draw(kinds) for i in qi for j in rj}
+    assert best_pairs(qi, rj, cand) == best_pairs(qi, rj, cand, general=True)
+
+
+ENDINGS = st.sampled_from([DEFAULT_SETTINGS, MatchSettings(gendered_endings=(("", "a"), ("ek", "ka")))])
+
+
+@given(TOKEN, TOKEN, ENDINGS)
+@settings(max_examples=500)
+def test_gendered_ending_prefilter_changes_nothing(q: str, r: str, s: MatchSettings) -> None:
+    brute = any(
+        x.endswith(a) and y.endswith(b) and x[: len(x) - len(a)] == y[: len(y) - len(b)]
+        for a, b in s.gendered_endings
+        for x, y in ((q, r), (r, q))
+    )
+    assert _gendered(q, r, s) == brute

@@ -32,7 +32,7 @@ from matching.normalize import fold, fold_many, person_holders, prepare_query, p
 )
 def test_fold_steps(raw: str, folded: str) -> None:
     assert fold(raw) == folded
-    assert fold_many([raw], force_polars=True) == [folded]
+    assert fold_many([raw], batched=True) == [folded]
 
 
 def test_titles_are_stripped_at_the_start() -> None:
@@ -95,7 +95,7 @@ def test_prepare_registered_marks_legal_forms_for_organisations_only() -> None:
 def test_prepare_registered_batch_paths_agree() -> None:
     names = ["Zuzana Ó Briain", "Bäckerei Sonnenschein S.R.L.", "Dubois, Mette"] * 1000
     kinds = ["person", "organisation", "person"] * 1000
-    assert fold_many(names, force_polars=True) == fold_many(names, force_polars=False)
+    assert fold_many(names, batched=True) == fold_many(names, batched=False)
     assert prepare_registered(names, kinds)[:3] == [
         "zuzana o briain",
         "bäckerei sonnenschein #srl",

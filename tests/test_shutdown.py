@@ -58,7 +58,10 @@ def test_readiness_transitions(tmp_path: Path) -> None:
     current[0] = FakeIndex()
     report = r.check()
     assert report.ready
-    assert report.body() == {"status": "ready", "indexVersion": 7, "accounts": 5, "builtAt": 1_700_000_000.0}
+    assert report.body() == {
+        "status": "ready", "indexVersion": 7, "accounts": 5, "builtAt": 1_700_000_000.0,
+        "stale": False, "draining": False,
+    }  # fmt: skip
     staleness[0] = 31.0
     report = r.check()
     assert report.ready

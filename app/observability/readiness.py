@@ -50,9 +50,12 @@ class ReadinessReport(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
 
     def body(self) -> dict[str, Any]:
         """JSON-ready dict for the response (no ``http_status``)."""
-        out = msgspec.to_builtins(self)
+        out = dict(msgspec.to_builtins(self))
         out.pop("-", None)
-        return dict(out)
+        # The flags are always present, so a client can read them without knowing the defaults.
+        out["stale"] = self.stale
+        out["draining"] = self.draining
+        return out
 
     def headers(self) -> dict[str, str]:
         return {} if self.ready else {"Retry-After": "1"}
