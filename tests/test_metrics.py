@@ -202,15 +202,6 @@ def test_multiprocess_values_add_up_across_processes(tmp_path: Path) -> None:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def integrated() -> bool:
-    """The lead's wiring (docs/operations.md 'Integration'): /metrics served by app/factory.py,
-    runtime folder prepared by app/cli.py."""
-    return (
-        "metrics_app_route" in (ROOT / "app/factory.py").read_text()
-        and "prepare_runtime_dir" in (ROOT / "app/cli.py").read_text()
-    )
-
-
 def _post(base: str) -> tuple[int, int]:
     payload = {
         "party": {"name": "Max Mustermann"},
@@ -230,7 +221,6 @@ def _post(base: str) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not integrated(), reason="needs the app/cli.py + app/factory.py wiring of observability")
 def test_metrics_sum_over_two_workers(tmp_path: Path) -> None:
     from tests.test_shutdown import ServerProcess
 
