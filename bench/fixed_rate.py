@@ -18,7 +18,8 @@ machine) was the bottleneck, not the server.
 The first ``--warmup`` seconds (default 1) run at the same rate but are not measured, so
 connection and interpreter warm-up do not show as latency; errors in them are still counted.
 The file holds one JSON body per line (as for ``bench/wrk/mix.lua``); every request gets a fresh
-``X-Request-ID`` (UUID) and an ``X-Request-Timestamp`` (current second, UTC). The run is bounded:
+``X-Request-ID`` (UUID) and an ``X-Request-Timestamp`` (current second, UTC), and, with ``--token``
+(default: the ``VOP_BENCH_TOKEN`` variable), ``Authorization: Bearer <token>``. The run is bounded:
 after the schedule ends, in-flight requests get ``--drain`` seconds, then count as timeouts.
 The result is printed as one line ``FIXED_RATE_RESULT {json}`` (and as a readable summary unless
 ``--quiet``).
@@ -158,7 +159,15 @@ async def _read_response(reader: asyncio.StreamReader) -> _Response:
 
 class _Run:
     def __init__(
-        self, url: str, bodies: list[bytes], rate: float, *, duration: float, connections: int, warmup: float
+        self,
+        url: str,
+        bodies: list[bytes],
+        rate: float,
+        *,
+        duration: float,
+        connections: int,
+        warmup: float,
+        token: str | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
@@ -166,10 +175,11 @@ class _Run:
         self.host = parts.hostname
         self.port = parts.port or 80
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
         self.prefixes = [
             (
                 f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nX-Request-ID: "
+                f"{auth}Content-Length: {len(body)}\r\nX-Request-ID: "
             ).encode()
             for body in bodies
         ]
@@ -317,12 +327,13 @@ def run_fixed_rate(
     connections: int = 64,
     warmup: float = 1.0,
     drain: float = 5.0,
+    token: str | None = None,
 ) -> FixedRateResult:
     """Offer ``rate`` requests/s for ``warmup + duration`` seconds and measure the last ``duration``;
     bounded by ``warmup + duration + drain`` (+ connecting)."""
     if rate <= 0 or duration <= 0 or connections < 1 or warmup < 0:
         raise ValueError("rate, duration and connections must be positive, warmup not negative")
-    runner = _Run(url, bodies, rate, duration=duration, connections=connections, warmup=warmup)
+    runner = _Run(url, bodies, rate, duration=duration, connections=connections, warmup=warmup, token=token)
     if uvloop is None:
         return asyncio.run(runner.run(drain))
     return uvloop.run(runner.run(drain))
@@ -364,6 +375,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=5.0,
         help="seconds allowed after the schedule for in-flight answers (default 5)",
     )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("VOP_BENCH_TOKEN") or None,
+        help="bearer token sent as Authorization on every request (default: $VOP_BENCH_TOKEN)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the result line")
     args = parser.parse_args(argv)
     host = urlsplit(args.url).hostname or ""
@@ -378,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             connections=args.connections,
             warmup=args.warmup,
             drain=args.drain,
+            token=args.token,
         )
     except (OSError, ValueError) as exc:
         print(f"fixed_rate: error: {exc}", file=sys.stderr)

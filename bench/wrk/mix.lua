@@ -7,6 +7,9 @@
 -- X-Request-ID and an X-Request-Timestamp of the current second (UTC). Each thread starts at its
 -- own offset in the list and cycles through it.
 --
+-- VOP_BENCH_TOKEN, when set, is sent on every request as "Authorization: Bearer <token>" (from the
+-- environment, so the token never shows in wrk's command line).
+--
 -- Status codes are counted in a response() callback (exact non-2xx count plus one sample body per
 -- status). Set VOP_BENCH_NO_RESPONSE_HOOK=1 to leave the callback out; wrk then only counts
 -- statuses >= 400 (summary.errors.status), which costs the load generator less.
@@ -73,6 +76,10 @@ local function request_id()
 end
 
 local headers = { ["Content-Type"] = "application/json" }
+local token = os.getenv("VOP_BENCH_TOKEN")
+if token ~= nil and #token > 0 then
+  headers["Authorization"] = "Bearer " .. token
+end
 
 function request()
   local body = bodies[position]

@@ -1,0 +1,434 @@
+"""Bulk endpoint latency: ``POST /vop/v1/payee-verifications/bulk`` with ``--size`` checks per request.
+
+``python -m bench.bench_bulk [--accounts 1000000] [--size 10000] [--requests 30]``
+
+1. Makes (or reuses, under ``bench/out/``) a demo snapshot of ``--accounts`` accounts and draws
+   ``--size`` x (warm-ups + ``--requests``) realistic probes with ``bench.datagen.generate_probes``
+   (default mix), so every request carries its own fresh names: no cache sees a body twice.
+2. Starts ``vop serve --workers 1`` on a free loopback port with a fresh temporary VOP_DATA_DIR,
+   auth on (a dev-key token with scope ``vop:bulk`` sent as ``Authorization: Bearer``), audit on,
+   ``VOP_RATE_LIMIT_RPS=0`` (one benchmark client; a bulk request costs ``--size`` tokens of the
+   per-client bucket) and ``VOP_ENUM_MAX_NAMES=1000000`` (the probes try several names per IBAN).
+3. Sends the requests one after another over one keep-alive connection (3 unmeasured warm-ups
+   first); latency is from the first byte sent to the last byte of the answer read. Every item's
+   answer is compared with the probe's expected answer (``partyNameMatch``, and ``matchedName`` for
+   CMTC): wrong answers must be 0.
+4. Stops the server, then times the same handler code in this process for one ``--size`` body
+   (``app.routes.bulk.decode_items`` / ``answer_bulk`` called directly): decode, validate, verify,
+   encode, and ``answer_bulk`` with and without the security gate (per-item requester check,
+   enumeration guard, audit), so the HTTP figure can be attributed.
+5. Writes ``bench/out/bulk-<time>.json`` and prints a Markdown table.
+
+The server runs in its own process group and is stopped on exit, error or Ctrl-C; every step is
+bounded in time; load goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import shlex
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import pyarrow.parquet as pq
+
+from app.asgi_io import encoder
+from app.routes.bulk import answer_bulk, decode_items
+from app.security.devkeys import mint_dev_token
+from app.security.gate import Principal, SecurityGate
+from app.security.settings import SecuritySettings
+from app.service import Verifier, to_response
+from app.wire import BulkRequest, BulkResponse, BulkResult
+from bench.datagen import DEMO_BIC, DEMO_SEED, Probe, generate_probes
+from bench.fixed_rate import percentiles
+from bench.http import (
+    BENCH_SECURITY_ENV,
+    HOST,
+    OUT,
+    REQUESTING_BIC,
+    ROOT,
+    TOKEN_TTL_S,
+    BenchError,
+    Server,
+    Variant,
+    _on_signal,
+    _vop,
+    b_environment,
+    ensure_snapshot,
+    free_port,
+    machine_info,
+    parse_env_pair,
+    request_body,
+    running,
+)
+
+BULK_PATH = "/vop/v1/payee-verifications/bulk"
+WARMUPS = 3
+SCOPES = ("vop:bulk",)
+_T = TypeVar("_T")
+_answers = msgspec.json.Decoder(dict[str, list[dict[str, Any]]])
+_envelope = msgspec.json.Decoder(BulkRequest)
+
+
+def log(message: str) -> None:
+    print(f"[bench.bulk {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def bulk_body(probes: Sequence[Probe]) -> bytes:
+    return ('{"checks":[' + ",".join(request_body(p.iban, p.name, DEMO_BIC) for p in probes) + "]}").encode()
+
+
+def grade(raw: bytes, probes: Sequence[Probe]) -> dict[str, Any]:
+    """Compare each item's answer with the probe's label: wrong answers, item errors, examples."""
+    results = _answers.decode(raw).get("results", [])
+    wrong = errors = 0
+    examples: list[dict[str, Any]] = []
+    if len(results) != len(probes):
+        return {"wrong": len(probes), "item_errors": 0, "examples": [f"{len(results)} results"]}
+    for item, probe in zip(results, probes, strict=True):
+        if "error" in item:
+            errors += 1
+            if len(examples) < 5:
+                examples.append({"iban": probe.iban, "name": probe.name, "error": item["error"]})
+            continue
+        got = item.get("partyNameMatch")
+        ok = got == probe.expected and (
+            got != "CMTC" or item.get("matchedName") == probe.expected_matched_name
+        )
+        if not ok:
+            wrong += 1
+            if len(examples) < 5:
+                examples.append(
+                    {"iban": probe.iban, "name": probe.name, "expected": probe.expected, "answer": item}
+                )
+    return {"wrong": wrong, "item_errors": errors, "examples": examples}
+
+
+def send(conn: http.client.HTTPConnection, body: bytes, token: str) -> tuple[float, int, bytes]:
+    """One bulk request: (seconds from first byte sent to answer read, status, answer)."""
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {token}",
+        "X-Request-ID": str(uuid.uuid4()),
+        "X-Request-Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    t0 = time.perf_counter()
+    conn.request("POST", BULK_PATH, body=body, headers=headers)
+    resp = conn.getresponse()
+    raw = resp.read()
+    return time.perf_counter() - t0, resp.status, raw
+
+
+# ---------------------------------------------------------------- in-process split
+
+
+def _timed(fn: Callable[[], _T]) -> tuple[float, _T]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def split(snapshot: Path, body: bytes, repeats: int) -> dict[str, Any]:
+    """Median ms per phase of the bulk handler for ``body``, over ``repeats`` runs, in this process."""
+    from app.index_holder import IndexHolder  # noqa: PLC0415 (only this step needs the index here)
+    from matching.sources.parquet import load_index  # noqa: PLC0415
+
+    log(f"in-process split: loading {snapshot.name}")
+    holder = IndexHolder()
+    holder.swap(load_index(snapshot))
+    verifier = Verifier(holder, [DEMO_BIC])
+    phases: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="vop-bench-bulk-split-") as data_dir:
+        settings = SecuritySettings(
+            host=HOST,
+            data_dir=data_dir,
+            rate_limit_rps=0.0,
+            enum_max_names=int(BENCH_SECURITY_ENV["VOP_ENUM_MAX_NAMES"]),
+        )
+        gate = SecurityGate.from_settings(settings)
+        principal = Principal("dev-client", REQUESTING_BIC, frozenset(SCOPES))
+        try:
+            for _ in range(repeats + 1):  # the first run warms up, unmeasured
+                t_env, envelope = _timed(lambda: _envelope.decode(body))
+                t_items, items = _timed(lambda: decode_items(body, envelope))  # noqa: B023
+                t_val, checks = _timed(lambda: [verifier.check(i) for i in items])  # type: ignore[arg-type]  # noqa: B023
+                t_ver, (_, outcomes) = _timed(lambda: verifier.outcomes(checks))  # noqa: B023
+
+                def shape(outs: list[Any] = outcomes) -> BulkResponse:
+                    rs = [to_response(o) for o in outs]
+                    return BulkResponse(
+                        [BulkResult(r.party_name_match, r.party_id_match, r.matched_name) for r in rs]
+                    )
+
+                t_shape, response = _timed(shape)
+                t_enc, _raw = _timed(lambda: encoder.encode(response))  # noqa: B023
+                t_plain, _ = _timed(lambda: answer_bulk(verifier, items))  # noqa: B023
+                t_gate, _ = _timed(
+                    lambda: answer_bulk(verifier, items, gate, principal, str(uuid.uuid4()))  # noqa: B023
+                )
+                run = {
+                    "decode_ms": t_env + t_items,
+                    "validate_ms": t_val,
+                    "verify_ms": t_ver,
+                    "shape_ms": t_shape,
+                    "encode_ms": t_enc,
+                    "answer_bulk_ms": t_plain,
+                    "answer_bulk_with_security_ms": t_gate,
+                }
+                for k, v in run.items():
+                    phases.setdefault(k, []).append(v * 1000)
+        finally:
+            gate.close()
+    med = {k: float(statistics.median(v[1:])) for k, v in phases.items()}
+    med["handler_total_ms"] = med["decode_ms"] + med["answer_bulk_with_security_ms"] + med["encode_ms"]
+    med["security_ms"] = med["answer_bulk_with_security_ms"] - med["answer_bulk_ms"]
+    return {"repeats": repeats, "items": len(_envelope.decode(body).checks), "median_ms": med}
+
+
+# ---------------------------------------------------------------- report
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    cfg, h, m = result["config"], result["http"], result["machine"]
+    lat = h["latency_ms"]
+    lines = [
+        f"### Bulk: {cfg['size']:,} checks per request ({result['date'][:10]})",
+        "",
+        f"- command: `{result['command']}`",
+        f"- machine: {m['nproc']} CPUs (`nproc`), {m['cpu_model']}, Linux {m['kernel']}; "
+        f"Python {m['versions']['python']}, granian {m['versions']['granian']}",
+        f"- `vop serve --workers 1`, {cfg['accounts']:,} demo accounts; {cfg['requests']} requests "
+        f"of {cfg['size']:,} fresh probes each ({_f(h['body_mib'], 2)} MiB bodies), sequential over one "
+        f"keep-alive connection after {WARMUPS} warm-ups",
+        "- auth on (dev-key token, scope vop:bulk), audit on, VOP_RATE_LIMIT_RPS=0 (one benchmark "
+        "client; a bulk request costs one token per item), VOP_ENUM_MAX_NAMES=1000000 (the probes try "
+        "several names per IBAN)" + (f"; extra env {cfg['extra_env']}" if cfg["extra_env"] else ""),
+        "",
+        "| checks/request | requests | p50 ms | p90 ms | p99 ms | max ms | checks/s | server CPU s/request "
+        "| non-200 | item errors | wrong answers |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {cfg['size']:,} | {h['measured']} | {_f(lat.get('p50'))} | {_f(lat.get('p90'))} | "
+        f"{_f(lat.get('p99'))} | {_f(lat.get('max'))} | {_f(h['checks_per_s'], 0)} | "
+        f"{_f(h['server_cpu_s_per_request'], 3)} | {h['non_200']} | {h['item_errors']} | "
+        f"**{h['wrong_answers']}** |",
+    ]
+    sp = result.get("split")
+    if sp:
+        s = sp["median_ms"]
+        lines += [
+            "",
+            f"In-process time split for one {sp['items']:,}-item body (median of {sp['repeats']}, "
+            "`app.routes.bulk.decode_items` / `answer_bulk` called directly, no HTTP):",
+            "",
+            "| decode ms | validate ms | verify ms | shape ms | encode ms | security ms (requester, "
+            "enumeration guard, audit) | handler total ms | HTTP p50 ms | rest (ASGI, transfer) ms |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {_f(s['decode_ms'])} | {_f(s['validate_ms'])} | {_f(s['verify_ms'])} | {_f(s['shape_ms'])} | "
+            f"{_f(s['encode_ms'])} | {_f(s['security_ms'])} | {_f(s['handler_total_ms'])} | "
+            f"{_f(lat.get('p50'))} | {_f(lat.get('p50', math.nan) - s['handler_total_ms'])} |",
+            "",
+            f"(`answer_bulk` = validate + verify + shape: {_f(s['answer_bulk_ms'])} ms without the "
+            f"security gate, {_f(s['answer_bulk_with_security_ms'])} ms with it.)",
+        ]
+    lines += ["", f"Wrong answers: {h['wrong_answers']} ({'PASS' if result['pass'] else 'FAIL'}: must be 0)."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.bench_bulk",
+        description="Latency and correctness of the bulk endpoint of vop serve (1 worker).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--accounts", type=int, default=1_000_000, help="accounts in the demo snapshot")
+    p.add_argument("--size", type=int, default=10_000, help="checks per bulk request")
+    p.add_argument("--requests", type=int, default=30, help=f"measured requests (after {WARMUPS} warm-ups)")
+    p.add_argument("--seed", type=int, default=None, help="generator seed (default: the demo seed)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per request")
+    p.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for the server")
+    p.add_argument("--split-repeats", type=int, default=5, help="in-process split runs (0 skips the split)")
+    p.add_argument(
+        "--extra-env",
+        type=parse_env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment for vop serve (repeatable)",
+    )
+    p.add_argument(
+        "--json-out", type=Path, default=None, help="result file (default bench/out/bulk-<time>.json)"
+    )
+    return p
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+    seed = DEMO_SEED if args.seed is None else args.seed
+    started = datetime.now(UTC)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    json_path: Path = args.json_out or OUT / f"bulk-{stamp}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    (OUT / "logs").mkdir(parents=True, exist_ok=True)
+    snapshot = ensure_snapshot(args.accounts, seed, OUT)
+    total = args.size * (WARMUPS + args.requests)
+    log(f"drawing {total:,} probes ({WARMUPS + args.requests} requests x {args.size:,})")
+    table = pq.read_table(snapshot)
+    probes = generate_probes(table, total, seed=seed + 1)  # not the HTTP bench's request file
+    del table
+    batches = [probes[i : i + args.size] for i in range(0, total, args.size)]
+    bodies = [bulk_body(b) for b in batches]
+    result: dict[str, Any] = {
+        "date": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "command": "python -m bench.bench_bulk " + shlex.join(argv),
+        "machine": machine_info(),
+        "config": {
+            "accounts": args.accounts,
+            "size": args.size,
+            "requests": args.requests,
+            "warmups": WARMUPS,
+            "seed": seed,
+            "extra_env": dict(args.extra_env),
+        },
+        "snapshot": str(snapshot.relative_to(ROOT)),
+    }
+    with tempfile.TemporaryDirectory(prefix="vop-bench-bulk-") as tmp:
+        data_dir = Path(tmp)
+        variant = Variant("B", "vop serve (auth on, audit on)", True, True, dict(args.extra_env))
+        env, settings = b_environment(variant, data_dir, None)
+        token = mint_dev_token(data_dir, SCOPES, REQUESTING_BIC, TOKEN_TTL_S)
+        port = free_port()
+        server = Server(
+            "B",
+            [
+                *_vop(),
+                "serve",
+                "--index",
+                str(snapshot),
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            port,
+            OUT / "logs" / f"bulk-{stamp}-vop.log",
+            label=variant.label,
+            env=env,
+            token=token,
+            settings=settings,
+        )
+        result["server_settings"] = settings
+        latencies: list[float] = []
+        statuses: dict[str, int] = {}
+        wrong = item_errors = 0
+        examples: list[Any] = []
+        with running(server):
+            waited = server.wait_ready(args.ready_timeout)
+            log(f"ready after {waited:.1f} s, RSS {server.rss_mib():,.0f} MiB")
+            conn = http.client.HTTPConnection(HOST, port, timeout=args.timeout)
+            cpu = 0.0
+            try:
+                for i, (body, batch) in enumerate(zip(bodies, batches, strict=True)):
+                    measured = i >= WARMUPS
+                    cpu0 = server.cpu_seconds()
+                    try:
+                        seconds, status, raw = send(conn, body, token)
+                    except (OSError, http.client.HTTPException) as exc:
+                        raise BenchError(f"bulk request {i + 1}: {type(exc).__name__}: {exc}") from None
+                    statuses[str(status)] = statuses.get(str(status), 0) + 1
+                    if status != 200:
+                        examples.append({"status": status, "body": raw[:400].decode(errors="replace")})
+                        log(f"request {i + 1}: HTTP {status} {raw[:200].decode(errors='replace')}")
+                        continue
+                    g = grade(raw, batch)
+                    wrong += g["wrong"]
+                    item_errors += g["item_errors"]
+                    examples += g["examples"][: max(0, 10 - len(examples))]
+                    if measured:
+                        cpu += server.cpu_seconds() - cpu0
+                        latencies.append(seconds)
+                    log(
+                        f"{'request' if measured else 'warm-up'} {i + 1 - (WARMUPS if measured else 0)}: "
+                        f"{seconds * 1000:,.1f} ms, wrong {g['wrong']}, item errors {g['item_errors']}"
+                    )
+            finally:
+                conn.close()
+        result["audit_bytes"] = sum(f.stat().st_size for f in (data_dir / "audit").rglob("*") if f.is_file())
+    non_200 = sum(v for k, v in statuses.items() if k != "200")
+    busy = sum(latencies)
+    result["http"] = {
+        "measured": len(latencies),
+        "statuses": statuses,
+        "non_200": non_200,
+        "latency_ms": {k: v * 1000 for k, v in percentiles(latencies).items()},
+        "checks_per_s": args.size * len(latencies) / busy if busy else math.nan,
+        "server_cpu_s_per_request": cpu / len(latencies) if latencies else math.nan,
+        "body_mib": sum(len(b) for b in bodies) / len(bodies) / 2**20,
+        "wrong_answers": wrong,
+        "item_errors": item_errors,
+        "examples": examples,
+    }
+    result["server_log"] = str(server.log_path.relative_to(ROOT))
+    result["server_log_problems"] = server.log_problems()
+    if args.split_repeats > 0:
+        result["split"] = split(snapshot, bodies[WARMUPS], args.split_repeats)
+    result["pass"] = wrong == 0 and item_errors == 0 and non_200 == 0 and len(latencies) == args.requests
+    json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    result["json_out"] = str(json_path)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.accounts < 1 or args.size < 1 or args.requests < 1 or args.split_repeats < 0:
+        parser.error("--accounts, --size and --requests must be at least 1, --split-repeats not negative")
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in handled}
+    try:
+        result = run(args, argv)
+    except BenchError as exc:
+        print(f"bench.bench_bulk: error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("bench.bench_bulk: interrupted; server stopped", file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print()
+    print(markdown(result))
+    print()
+    h = result["http"]
+    log(
+        f"summary: p50 {_f(h['latency_ms'].get('p50'))} ms, p99 {_f(h['latency_ms'].get('p99'))} ms, "
+        f"{_f(h['checks_per_s'], 0)} checks/s, wrong answers {h['wrong_answers']}, item errors "
+        f"{h['item_errors']}, non-200 {h['non_200']}; server log problems "
+        f"{len(result['server_log_problems']) or 'none'}"
+    )
+    log(f"wrote {result['json_out']}")
+    return 0 if result["pass"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
