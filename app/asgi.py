@@ -5,31 +5,29 @@ from __future__ import annotations
 import logging
 import os
 
-from litestar import Litestar
-
 from app.factory import create_app
+from app.fastlane import FastLane, fast_lane
 from app.index_config import is_redis_url, redis_feed
+from app.observability.logging import configure_logging
 from app.security.settings import security_settings_from
 from app.settings import SettingsError, settings_from
 from matching.index import AccountIndex
 from matching.sources.parquet import load_index
 
 
-def app_from_env() -> Litestar:
+def app_from_env() -> FastLane:
     settings = settings_from()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
     source = settings.index
     if not source:
         raise SettingsError("VOP_INDEX is not set (vop serve sets it to the demo snapshot)")
     security = security_settings_from()
     if is_redis_url(source):
-        return create_app(settings, security=security, feed=redis_feed(os.environ, settings))
+        return fast_lane(create_app(settings, security=security, feed=redis_feed(os.environ, settings)))
     if not source.endswith(".parquet"):
         raise SettingsError(f"VOP_INDEX must be a .parquet snapshot path or a Redis URL, got {source!r}")
 
     def load() -> AccountIndex:
         return load_index(source, progress=logging.getLogger("vop.index").info)
 
-    return create_app(settings, loader=load, security=security)
+    return fast_lane(create_app(settings, loader=load, security=security))

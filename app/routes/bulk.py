@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import msgspec
 from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
-from litestar.types import Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.asgi_io import (
     ClientDisconnectedError,
@@ -109,7 +109,8 @@ def answer_bulk(
     return BulkResponse([r for r in results if r is not None]), settled
 
 
-def bulk_route(services: Services) -> ASGIRouteHandler:
+def bulk_handler(services: Services) -> ASGIApp:
+    """The raw ASGI handler (served directly by app.fastlane, and registered in Litestar)."""
     settings, verifier, gate = services.settings, services.verifier, services.load
     security, metrics, tracer = services.security, services.metrics, services.tracer
     limit = settings.bulk_max_body_bytes
@@ -178,7 +179,11 @@ def bulk_route(services: Services) -> ASGIRouteHandler:
                 metrics.request_finished(PATH, status, loop.time() - started)
                 clear_request(log_context)
 
-    return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee_bulk")(handle)
+    return handle
+
+
+def bulk_route(handler: ASGIApp) -> ASGIRouteHandler:
+    return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee_bulk")(handler)
 
 
 _SPAN_ATTRIBUTES = {"http.route": PATH, "http.request.method": "POST"}

@@ -21,7 +21,7 @@ import math
 import msgspec
 from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
-from litestar.types import Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.asgi_io import (
     ClientDisconnectedError,
@@ -71,7 +71,8 @@ def guarded(security: SecurityGate, principal: Principal, check: Check) -> bool:
     )
 
 
-def verification_route(services: Services) -> ASGIRouteHandler:
+def verification_handler(services: Services) -> ASGIApp:
+    """The raw ASGI handler (served directly by app.fastlane, and registered in Litestar)."""
     settings, verifier, gate = services.settings, services.verifier, services.load
     security, metrics, tracer = services.security, services.metrics, services.tracer
     limit = settings.max_body_bytes
@@ -158,7 +159,11 @@ def verification_route(services: Services) -> ASGIRouteHandler:
                 metrics.request_finished(PATH, status, loop.time() - started)
                 clear_request(log_context)
 
-    return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee")(handle)
+    return handle
+
+
+def verification_route(handler: ASGIApp) -> ASGIRouteHandler:
+    return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee")(handler)
 
 
 _SPAN_ATTRIBUTES = {"http.route": PATH, "http.request.method": "POST"}

@@ -1,9 +1,12 @@
 """Name-enumeration guard: a client may try at most ``max_names`` distinct names against one IBAN per
 ``window_s``; past that the answer is forced to NOAP (the caller audits it with ``forced=True``).
 
-Only pseudonyms are held (keyed hashes of the IBAN and of the canonical name, see pseudonym.py), never
-clear values. A name is counted from its first try; names already among the allowed ones keep their
-real answer when repeated; a new name over the cap is refused and not remembered. The window slides:
+Only pseudonyms are held, never clear values: in Redis keyed BLAKE2b hashes of the IBAN and of the
+canonical name (pseudonym.py, stable across workers); in the per-process LRU Python's own string hash
+(SipHash keyed with a random per-process secret, 64 bits), measured at ~0.1 µs against ~2 µs for two
+BLAKE2b pseudonyms on every request. A name is counted from its first try; names already among the
+allowed ones keep their real answer when repeated; a new name over the cap is refused and not
+remembered. The window slides:
 each name stops counting ``window_s`` after it was first tried.
 
 With Redis configured the sets are shared (a sorted set per (client, IBAN) scored by first-try time,
@@ -16,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from app.security.pseudonym import Pseudonymiser
+from app.security.pseudonym import Pseudonymiser, canonical_iban, canonical_name
 from app.security.redis_backend import RedisBackend
 
 ENUMERATION_LUA = """
@@ -41,9 +44,9 @@ class LocalEnumerationGuard:
         self.max_names = max_names
         self.window_s = window_s
         self.max_keys = max_keys
-        self._seen: OrderedDict[tuple[str, str], dict[str, float]] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, int], dict[int, float]] = OrderedDict()
 
-    def over_cap(self, client: str, iban_key: str, name_key: str, now: float) -> bool:
+    def over_cap(self, client: str, iban_key: int, name_key: int, now: float) -> bool:
         key = (client, iban_key)
         names = self._seen.get(key)
         if names is None:
@@ -86,19 +89,19 @@ class EnumerationGuard:
         self.forced = 0  # answers forced to NOAP so far
 
     def over_cap(self, client: str, iban: str, name: str) -> bool:
-        iban_key = self._pseudonyms.iban(iban)
-        name_key = self._pseudonyms.name(name)
         now = self._clock()
         if self._redis is not None and self._script is not None:
             answer = self._redis.run(
                 self._script,
-                [f"{self._prefix}{client}:{iban_key}"],
-                [name_key, f"{now:.6f}", self._window_s, self._max_names],
+                [f"{self._prefix}{client}:{self._pseudonyms.iban(iban)}"],
+                [self._pseudonyms.name(name), f"{now:.6f}", self._window_s, self._max_names],
             )
             if answer is not None:
                 forced = int(answer) == 1
                 self.forced += forced
                 return forced
+        iban_key = hash("iban\x00" + canonical_iban(iban))
+        name_key = hash("name\x00" + canonical_name(name))
         forced = self._local.over_cap(client, iban_key, name_key, now)
         self.forced += forced
         return forced
