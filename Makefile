@@ -55,7 +55,7 @@ typecheck: $(STAMP)  ## mypy (strict)
 pytest: $(STAMP) redis-server promtool deploy-tools  ## the test suite
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest  ## lint, type-check and run the tests
+test: lint typecheck pytest bench-smoke  ## lint, type-check, run the tests, then the 20 s locust smoke run
 
 eval: $(STAMP)  ## score the matcher on the shared dev cases
 	$(BIN)/vop eval ../shared/eval/dev_cases.csv

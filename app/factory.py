@@ -73,6 +73,8 @@ def create_app(
     metrics.track_load(lambda: gate.in_flight, lambda: gate.shed)
     metrics.track_readiness(readiness)
     metrics.track_audit_backlog(lambda: guard.metrics().get("audit_pending", 0))
+    for breaker in guard.breakers():
+        metrics.track_breaker(breaker)
     document = build_openapi()
     services = Services(settings, verifier, gate, guard, metrics, tracer)
     verify_handler, bulk = verification_handler(services), bulk_handler(services)

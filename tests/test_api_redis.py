@@ -130,3 +130,38 @@ def test_admin_reload_of_a_snapshot_is_404(tmp_path: Path) -> None:
         resp = client.post("/admin/index/reload", headers={"Authorization": f"Bearer {tok}"})
         assert resp.status_code == 404
         assert resp.json()["code"] == "NOT_FOUND"
+
+
+def test_shared_limits_survive_a_redis_outage_and_show_the_breaker(
+    restartable_redis: RedisServer, tmp_path: Path
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from matching.index import AccountIndex
+
+    sec = SecuritySettings(
+        data_dir=str(tmp_path), audit=False, redis_url=restartable_redis.url, redis_retry_s=30.0
+    )
+    app = create_app(
+        Settings(data_dir=str(tmp_path)), index=AccountIndex.build(accounts_table()), security=sec
+    )
+    tok = mint_dev_token(tmp_path, ("vop:verify",), "REQBDEFFXXX", 600)
+
+    def breaker_state(client: TestClient[Litestar]) -> float:
+        text = client.get("/metrics").text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if (
+                    sample.name == "vop_circuit_breaker_state"
+                    and sample.labels.get("breaker") == "redis_limits"
+                ):
+                    return sample.value
+        raise AssertionError("vop_circuit_breaker_state{breaker=redis_limits} missing from /metrics")
+
+    with TestClient(app) as client:
+        assert answer(client, tok, "Max Mustermann") == {"partyNameMatch": "MTCH"}
+        assert breaker_state(client) == 0  # closed
+        restartable_redis.kill()
+        answers = [answer(client, tok, "Max Mustermann") for _ in range(20)]
+        assert answers == [{"partyNameMatch": "MTCH"}] * 20  # no check fails: per-process limits take over
+        wait_for(lambda: breaker_state(client) == 2, timeout=5)  # open, exported

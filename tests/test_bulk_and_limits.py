@@ -144,7 +144,7 @@ def test_service_at_capacity_answers_503(index: AccountIndex) -> None:
 def test_deadline_exceeded_answers_error_not_late(
     index: AccountIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = create_app(Settings(deadline_ms=5), index=index, security=NO_AUTH)
+    app = create_app(Settings(deadline_ms=5, microbatch_ms=0), index=index, security=NO_AUTH)
     verifier = app.state.verifier
     real = verifier.outcomes
 

@@ -27,6 +27,7 @@ from app.security.settings import SecuritySettings, parse_networks, validate_sec
 from app.security.tokens import TokenError, TokenVerifier, normalise_bic
 from app.security.xfcc import ClientCert, ProxyTrust, XfccError, client_cert
 from app.settings import SettingsError
+from matching.resilience import CircuitBreaker
 
 log = logging.getLogger("vop.security")
 
@@ -300,6 +301,10 @@ class SecurityGate:
     @property
     def audit_files(self) -> list[Path]:
         return list(self._trail.files) if self._trail is not None else []
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """Circuit breakers of this gate's dependencies (for the metrics)."""
+        return [self._redis.breaker] if self._redis is not None else []
 
     def metrics(self) -> dict[str, int]:
         """Counters for the metrics endpoint (all monotonic except redis_healthy)."""

@@ -1,8 +1,10 @@
-"""A Redis connection for the shared limiters, behind a circuit breaker.
+"""A Redis connection for the shared limiters, behind a circuit breaker (matching.resilience).
 
-Every call either returns Redis's answer or ``None``; it never raises. On any Redis error the breaker
+Every call either returns Redis's answer or ``None``; it never raises. On a Redis error the breaker
 opens for ``retry_s`` seconds, during which calls return ``None`` at once (callers then use their
-per-process state), so a dead Redis costs one short timeout, not one per request.
+per-process state), so a dead Redis costs one short timeout, not one per request; then one probe
+call is let through (half-open) and its success closes the breaker. Its state is exported as
+``vop_circuit_breaker_state{breaker="redis_limits"}``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
+
+from matching.resilience import CircuitBreaker
 
 log = logging.getLogger("vop.security.redis")
 
@@ -37,8 +41,9 @@ class RedisBackend:
             health_check_interval=0,
         )
         self._retry_s = retry_s
-        self._clock = clock
-        self._down_until = 0.0
+        self.breaker = CircuitBreaker(
+            "redis_limits", failure_threshold=1, reset_timeout=max(retry_s, 0.001), clock=clock
+        )
         self.failures = 0
         self.healthy = True
 
@@ -46,13 +51,13 @@ class RedisBackend:
         return self._client.register_script(lua)
 
     def run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any | None:
-        if self._down_until and self._clock() < self._down_until:
+        if not self.breaker.allow():
             return None
         try:
             result = script(keys=list(keys), args=list(args))
         except (redis.RedisError, OSError) as exc:
             self.failures += 1
-            self._down_until = self._clock() + self._retry_s
+            self.breaker.record_failure()
             if self.healthy:
                 log.warning(
                     "Redis unavailable (%s); using per-process limits for %.0f s",
@@ -61,10 +66,10 @@ class RedisBackend:
                 )
             self.healthy = False
             return None
+        self.breaker.record_success()
         if not self.healthy:
             log.info("Redis reachable again; shared limits resumed")
         self.healthy = True
-        self._down_until = 0.0
         return result
 
     def close(self) -> None:
