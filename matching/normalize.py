@@ -84,11 +84,11 @@ _SPECIAL_LETTERS: Final[dict[str, str]] = {
     "”": " ",
     "•": " ",
 }
-#: After NFKD no precomposed ä/ö/ü is left: a vowel + U+0308 goes straight to its placeholder.
+#: After NFKD no precomposed ä/ö/ü is left: a vowel + U+0308 goes straight to its stand-in letter.
 _UMLAUT_PLACEHOLDER: Final[dict[str, str]] = {"a\u0308": "A", "o\u0308": "O", "u\u0308": "U"}
 _ALLOWED_CLASS: Final = "a-z0-9äöü&, "
 
-# Scalar path: after NFKD the text is taken to bytes; the umlauts travel as the placeholders A O U
+# Scalar path: after NFKD the text is taken to bytes; the umlauts travel as the stand-in letters A O U
 # (no upper-case ASCII is left after lower()), every other non-ASCII character (combining marks,
 # other scripts, symbols) is dropped by the ASCII encoding, one bytes.translate does the rest.
 _KEEP_BYTES: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789&, AOU")

@@ -13,7 +13,6 @@ Use: ``from tests.redis_server import redis_server, restartable_redis  # noqa: F
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,11 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.netutil import free_port
 
 
 class RedisServer:

@@ -26,13 +26,10 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import tomllib
-import urllib.error
-import urllib.request
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -42,6 +39,7 @@ import yaml
 
 from matching.sources.parquet import write_snapshot
 from tests.conftest import accounts_table
+from tests.netutil import free_port, http_status
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -596,20 +594,6 @@ def test_lock_file_pins_every_runtime_dependency_with_hashes() -> None:
 
 
 # ---- the container's command line, as plain processes -----------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 (loopback URL built here)
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-    except OSError:
-        return 0
 
 
 def _b64url(n: int) -> str:
@@ -651,7 +635,7 @@ def test_container_command_line_serves_checks_health_and_stops_on_sigterm(tmp_pa
     jwks = tmp_path / "ro" / "jwks.json"
     _write_jwks(jwks)
     config = _config("deploy/k8s/overlays/prod")
-    port = _free_port()
+    port = free_port()
     env |= {
         "VOP_INDEX": str(snapshot),
         "VOP_PORT": str(port),
@@ -675,7 +659,7 @@ def test_container_command_line_serves_checks_health_and_stops_on_sigterm(tmp_pa
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 40
-        while _status(base + "/readyz") != 200:
+        while http_status(base + "/readyz") != 200:
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()
             assert time.monotonic() < deadline, "not ready in 40 s:\n" + (tmp_path / "serve.log").read_text()
             time.sleep(0.2)

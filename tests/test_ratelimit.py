@@ -17,6 +17,7 @@ from app.security.gate import Principal, SecurityGate
 from app.security.ratelimit import LocalTokenBucket, RateLimiter
 from app.security.redis_backend import RedisBackend
 from app.security.settings import SecuritySettings
+from tests.netutil import free_port
 
 
 class Clock:
@@ -25,14 +26,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    assert port != 6379
-    return port
 
 
 class RedisServer:

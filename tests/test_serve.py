@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,22 +21,7 @@ from app.security.gate import audit_key_for
 from app.security.settings import SecuritySettings
 from matching.sources.parquet import write_snapshot
 from tests.conftest import IBAN_PERSON, accounts_table, now_rfc3339
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 (loopback URL built here)
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-    except OSError:
-        return 0
+from tests.netutil import free_port, http_status
 
 
 @pytest.mark.slow
@@ -57,7 +41,7 @@ def test_vop_serve_answers_and_stops(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while _get(base + "/readyz") != 200:
+        while http_status(base + "/readyz") != 200:
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
             assert time.monotonic() < deadline, "server did not become ready"
             time.sleep(0.2)

@@ -13,8 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +25,7 @@ from app.observability.runtime import DRAIN_MARKER, cleanup_runtime_dir, prepare
 from app.observability.shutdown import DrainController, drain_seconds_from_env
 from matching.sources.parquet import write_snapshot
 from tests.conftest import IBAN_PERSON, accounts_table, now_rfc3339
+from tests.netutil import free_port, http_status
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE = "/vop/v1/payee-verifications"
@@ -143,11 +142,6 @@ def test_drain_seconds_from_env() -> None:
 
 
 # ---- the real server ------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 PAYLOAD = json.dumps(
     {
@@ -165,16 +159,6 @@ def request_headers() -> dict[str, str]:
         "X-Request-ID": str(uuid.uuid4()),
         "X-Request-Timestamp": now_rfc3339(),
     }
-
-
-def get_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 (loopback URL built here)
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-    except OSError:
-        return 0
 
 
 class ServerProcess:
@@ -215,7 +199,9 @@ class ServerProcess:
                                          start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + 60
         # /readyz reaches one worker only; each worker logs when its own index is ready.
-        while get_status(self.base + "/readyz") != 200 or self.log.read_text().count("ready:") < self.workers:
+        while (
+            http_status(self.base + "/readyz") != 200 or self.log.read_text().count("ready:") < self.workers
+        ):
             assert self.proc.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, "server did not become ready"
             time.sleep(0.1)
@@ -264,7 +250,7 @@ def test_sigterm_under_keepalive_load_fails_no_request(tmp_path: Path) -> None:
 
         def monitor() -> None:  # the load balancer's readiness probe, every 50 ms
             while routing.is_set():
-                if get_status(server.base + "/readyz") != 200:
+                if http_status(server.base + "/readyz") != 200:
                     flipped["at"] = time.monotonic()
                     routing.clear()
                     return
