@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from matching.index import AccountIndex
+from matching.memory import release_memory
 from matching.overlay import IndexLike
 
 log = logging.getLogger("vop.index")
@@ -62,9 +63,9 @@ class IndexHolder:
         self._current = index
         self._error = None
         if isinstance(index, AccountIndex):  # a full build, not an overlay of a few changes
-            # The objects made while building live as long as the index: move them out of the
-            # collector's generations so a full collection does not walk them on the hot path.
-            gc.collect()
+            # Hand the build's transient memory back, then move the objects that live as long as
+            # the index out of the collector's generations (a full collection won't walk them).
+            release_memory()
             gc.freeze()
             log.info(
                 "index version %d ready: %d accounts from %s (built in %.2f s)",

@@ -1,8 +1,10 @@
 """Micro-batching: concurrent single checks in one worker gathered into one vectorised batch.
 
 A check waits at most ``window_s`` (or until ``max_size`` checks are pending) and the batch is
-answered by one ``verify`` call against one index version. Off by default; see bench/RESULTS.md
-for when it wins.
+answered by one ``verify`` call against one index version. A window under 1 ms means "the checks
+already decoded in this event-loop iteration": the flush is scheduled with ``call_soon``, so a lone
+request waits for nothing (uvloop's timers have millisecond resolution, so this is also what a
+sub-millisecond ``call_later`` did there). bench/RESULTS.md has the measurements.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class MicroBatcher:
         self._window_s = window_s
         self._max_size = max_size
         self._pending: list[tuple[Check, asyncio.Future[tuple[int, Outcome]]]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self.batches = 0
         self.batched_checks = 0
 
@@ -36,7 +38,10 @@ class MicroBatcher:
         if len(self._pending) >= self._max_size:
             self._flush()
         elif self._timer is None:
-            self._timer = loop.call_later(self._window_s, self._flush)
+            if self._window_s < 0.001:
+                self._timer = loop.call_soon(self._flush)
+            else:
+                self._timer = loop.call_later(self._window_s, self._flush)
         return await future
 
     def _flush(self) -> None:

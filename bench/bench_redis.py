@@ -38,6 +38,7 @@ import redis
 
 from bench.datagen import generate_accounts
 from matching.index import AccountIndex
+from matching.memory import use_system_allocator
 from matching.overlay import IndexLike, OverlayIndex, compact
 from matching.sources.redis_layout import connect, upsert_account, write_accounts
 from matching.sources.redis_source import RedisIndexSource, RedisSourceSettings, read_accounts
@@ -158,6 +159,7 @@ def measure_latency(
 
 def source_child(url: str, changes: int, rate: float) -> None:
     """Child process: start a RedisIndexSource, wait until ready, measure RSS and latency."""
+    use_system_allocator()  # as app.asgi does in every worker
     rss_before = rss_mb()
     observers: list[Callable[[IndexLike], None]] = []
 

@@ -49,9 +49,6 @@ race to write equivalent files). Redis sees one reader per worker.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import io
 import logging
 import random
@@ -74,6 +71,7 @@ import pyarrow.parquet as pq
 import redis
 
 from matching.index import STATUSES, TYPES, AccountIndex, IndexBuildError
+from matching.memory import release_memory
 from matching.overlay import IndexLike, OverlayIndex, compact, index_to_table, rebase
 from matching.sources.parquet import read_snapshot, write_snapshot
 from matching.sources.redis_layout import (
@@ -792,7 +790,7 @@ class RedisIndexSource:
         self._hand_over(index)
         self._write_cache_async(result.table, position)
         del result
-        _release_memory()
+        release_memory()
 
     # ---- compaction --------------------------------------------------------------------------------
     def _start_compaction(self) -> None:
@@ -915,17 +913,6 @@ class RedisIndexSource:
         with self._lock:
             self._counts["errors"] += 1
             self._last_error = type(exc).__name__
-
-
-def _release_memory() -> None:
-    """Hand the load's transient memory (reply objects, Arrow buffers) back to the OS."""
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: the allocator keeps its arenas
 
 
 def _before(sid: StreamId) -> StreamId:
