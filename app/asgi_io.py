@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import msgspec
 from litestar.types import Receive, Scope, Send
 
+from app.observability.tracing import Span
 from app.problems import PROBLEM_MEDIA_TYPE, ProblemError, echoable_request_id
 from app.timestamps import now_rfc3339_ms
 
+log = logging.getLogger("vop.http")
 JSON = (b"content-type", b"application/json")
 PROBLEM_JSON = (b"content-type", PROBLEM_MEDIA_TYPE.encode())
 encoder = msgspec.json.Encoder()
@@ -101,3 +104,18 @@ async def send_problem(send: Send, err: ProblemError, request_id: str | None) ->
     if echo:
         headers.append((b"x-request-id", echo.encode()))
     await send_bytes(send, err.status, encoder.encode(err.to_problem()), headers)
+
+
+async def send_failure(send: Send, exc: Exception, request_id: str | None, span: Span, route: str) -> int:
+    """Answer a request that failed with ``exc`` (call it from the ``except`` block); returns the
+    status for the metrics. A ProblemError is its own answer, a client gone gets nothing (499), and
+    anything else is logged with its traceback and answered 500 without internals."""
+    if isinstance(exc, ProblemError):
+        await send_problem(send, exc, request_id)
+        return exc.status
+    if isinstance(exc, ClientDisconnectedError):
+        return 499
+    log.exception("unhandled error on %s", route)
+    span.record_error(exc)
+    await send_problem(send, ProblemError("INTERNAL_ERROR", "internal error", 500), None)
+    return 500

@@ -205,3 +205,21 @@ def test_microbatching_on_gives_the_same_answers(index: AccountIndex) -> None:
             ("Erika Schmidt", "NMTC"),
         ]:
             assert c.post(SINGLE, json=body(name), headers=headers()).json()["partyNameMatch"] == expected
+
+
+@pytest.mark.parametrize("url", [SINGLE, BULK])
+def test_unexpected_failure_is_a_500_problem_without_internals(
+    index: AccountIndex, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    app = create_app(Settings(microbatch_ms=0), index=index, security=NO_AUTH)
+
+    def broken(checks: Any) -> tuple[int, list[Outcome]]:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(app.state.verifier, "outcomes", broken)
+    payload = body() if url == SINGLE else {"checks": [body()]}
+    with TestClient(app) as c:
+        resp = c.post(url, json=payload, headers=headers())
+    assert resp.status_code == 500
+    assert resp.json()["code"] == "INTERNAL_ERROR"
+    assert "secret" not in resp.text

@@ -8,7 +8,6 @@ vectorised ``verify`` call against one index version.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 
 import msgspec
@@ -17,12 +16,11 @@ from litestar.handlers import ASGIRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.asgi_io import (
-    ClientDisconnectedError,
     encoder,
     read_body,
     read_headers,
     send_answer,
-    send_problem,
+    send_failure,
     too_large,
 )
 from app.backpressure import deadline_exceeded
@@ -37,7 +35,6 @@ from app.wire import BulkRequest, BulkResponse, BulkResult, VerificationRequest
 from matching.model import Check, Outcome
 
 PATH = "/vop/v1/payee-verifications/bulk"
-log = logging.getLogger("vop.http")
 _bulk_decoder = msgspec.json.Decoder(BulkRequest)
 _item_decoder = msgspec.json.Decoder(VerificationRequest)
 
@@ -163,15 +160,8 @@ def bulk_handler(services: Services) -> ASGIApp:
                 metrics.observe_bulk(size)
                 metrics.observe_outcomes(outcomes)
                 span.set_attribute("vop.bulk.size", size)
-            except ProblemError as err:
-                status = err.status
-                await send_problem(send, err, headers.request_id)
-            except ClientDisconnectedError:
-                status = 499
-            except Exception as exc:
-                log.exception("unhandled error in bulk payee verification")
-                span.record_error(exc)
-                await send_problem(send, ProblemError("INTERNAL_ERROR", "internal error", 500), None)
+            except Exception as exc:  # every failure is answered; none crashes the worker
+                status = await send_failure(send, exc, headers.request_id, span, PATH)
             finally:
                 if cost:
                     gate.release(cost)

@@ -15,7 +15,6 @@ may turn the answer into NOAP, and every answer is audited.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 
 import msgspec
@@ -24,12 +23,11 @@ from litestar.handlers import ASGIRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.asgi_io import (
-    ClientDisconnectedError,
     encoder,
     read_body,
     read_headers,
     send_answer,
-    send_problem,
+    send_failure,
     too_large,
 )
 from app.backpressure import deadline_exceeded
@@ -44,7 +42,6 @@ from app.wire import VerificationRequest
 from matching.model import Check, Outcome
 
 PATH = "/vop/v1/payee-verifications"
-log = logging.getLogger("vop.http")
 _decoder = msgspec.json.Decoder(VerificationRequest)
 ENUMERATION_NOAP = "enumeration_guard"
 
@@ -143,15 +140,8 @@ def verification_handler(services: Services) -> ASGIApp:
                         "vop.index.version": version,
                     }
                 )
-            except ProblemError as err:
-                status = err.status
-                await send_problem(send, err, headers.request_id)
-            except ClientDisconnectedError:
-                status = 499
-            except Exception as exc:  # never crash, never leak internals
-                log.exception("unhandled error in payee verification")
-                span.record_error(exc)
-                await send_problem(send, ProblemError("INTERNAL_ERROR", "internal error", 500), None)
+            except Exception as exc:  # every failure is answered; none crashes the worker
+                status = await send_failure(send, exc, headers.request_id, span, PATH)
             finally:
                 if admitted:
                     gate.release()
