@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from app.security.settings import SecuritySettings
@@ -47,15 +47,13 @@ def _serve(args: argparse.Namespace) -> int:
     from app.security.settings import security_settings_from, validate_security_settings
     from app.settings import settings_from
 
-    settings = settings_from(
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        index=args.index,
-        psp_bics=args.psp_bics,
-        data_dir=args.data_dir,
-        log_level=args.log_level,
-    )
+    # Every flag is its VOP_* variable: set it in the environment, which the parent and every
+    # worker process read, so flags and variables cannot disagree.
+    for field in _serve_fields():
+        value = getattr(args, field, None)
+        if value is not None:
+            os.environ[f"VOP_{field.upper()}"] = str(value)
+    settings = settings_from()
     if settings.index and not is_redis_url(settings.index) and not Path(settings.index).is_file():
         raise CliError(f"VOP_INDEX: snapshot file not found: {settings.index}", EXIT_USAGE)
     # Refuse unsafe security settings here, in one readable line, before any worker starts.
@@ -203,6 +201,69 @@ def _eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_SECRET_FIELDS = frozenset({"audit_key"})
+# Read from the environment by the observability layer (app/observability/shutdown.py).
+_EXTRA_DEFAULTS: dict[str, Any] = {"drain_seconds": 5.0}
+_SERVE_HELP = {
+    "host": "bind address",
+    "port": "port",
+    "workers": "worker processes",
+    "index": "Parquet snapshot or Redis URL; unset: generated demo index",
+    "psp_bics": "comma-separated BICs answered for",
+    "data_dir": "folder for generated files",
+    "log_level": "debug, info, warning or error",
+}
+
+
+def _serve_fields() -> list[str]:
+    """Every setting of the service and of its security layer but secrets: one flag each
+    (``--max-in-flight`` for ``VOP_MAX_IN_FLIGHT``)."""
+    import msgspec
+
+    from app.security.settings import SecuritySettings
+    from app.settings import Settings
+    from matching.sources.redis_source import RedisSourceSettings
+
+    names = [f.name for f in msgspec.structs.fields(Settings)]
+    names += [f.name for f in msgspec.structs.fields(SecuritySettings) if f.name not in names]
+    names += [f"index_{f.name}" for f in msgspec.structs.fields(RedisSourceSettings)]
+    names += list(_EXTRA_DEFAULTS)
+    # Secrets only through the environment: a command line is visible to every local user (ps).
+    return [n for n in names if n not in _SECRET_FIELDS]
+
+
+def _add_serve_flags(serve: argparse.ArgumentParser) -> None:
+    import msgspec
+
+    from app.security.settings import SecuritySettings
+    from app.settings import Settings
+    from matching.sources.redis_source import RedisSourceSettings
+
+    defaults: dict[str, Any] = dict(_EXTRA_DEFAULTS)
+    defaults.update({f"index_{f.name}": f.default for f in msgspec.structs.fields(RedisSourceSettings)})
+    defaults.update({f.name: f.default for f in msgspec.structs.fields(SecuritySettings)})
+    defaults.update({f.name: f.default for f in msgspec.structs.fields(Settings)})
+    for name in _serve_fields():
+        default = defaults.get(name)
+        shown = "unset" if default is None or default is msgspec.NODEFAULT else default
+        if isinstance(shown, bool):
+            shown = "on" if shown else "off"
+        elif isinstance(shown, tuple):
+            shown = ",".join(shown) or "none"
+        what = _SERVE_HELP.get(
+            name,
+            "Redis index refresh, see README"
+            if name.startswith("index_")
+            else "see README / docs/security.md",
+        )
+        serve.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            metavar="VALUE",
+            help=f"{what} (default {shown}) {_env_help(name)}",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vop", description="Verification of Payee responder")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -212,17 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the VoP API on granian",
         description="Serve the VoP API. Flags override the VOP_* environment.",
     )
-    serve.add_argument("--host", help=f"bind address (default 127.0.0.1) {_env_help('host')}")
-    serve.add_argument("--port", type=int, help=f"port (default 8080) {_env_help('port')}")
-    serve.add_argument("--workers", type=int, help=f"worker processes (default 1) {_env_help('workers')}")
-    serve.add_argument("--index", help=f"Parquet snapshot; unset: generated demo index {_env_help('index')}")
-    serve.add_argument("--psp-bics", help=f"comma-separated BICs answered for {_env_help('psp_bics')}")
-    serve.add_argument("--data-dir", help=f"folder for generated files (default var) {_env_help('data_dir')}")
-    serve.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        help=f"log level {_env_help('log_level')}",
-    )
+    _add_serve_flags(serve)
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser(

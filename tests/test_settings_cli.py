@@ -69,3 +69,30 @@ def test_eval_missing_file_exit_2() -> None:
     )
     assert out.returncode == 2
     assert "cases file not found" in out.stderr
+
+
+def test_serve_has_a_flag_for_every_setting_but_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    import msgspec
+
+    from app.security.settings import SecuritySettings
+    from app.settings import Settings
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--help"])
+    help_text = capsys.readouterr().out
+    for field in [*msgspec.structs.fields(Settings), *msgspec.structs.fields(SecuritySettings)]:
+        flag = "--" + field.name.replace("_", "-")
+        if field.name == "audit_key":
+            assert flag not in help_text  # secrets never on a command line
+        else:
+            assert flag in help_text
+            assert f"VOP_{field.name.upper()}" in help_text
+
+
+def test_a_bad_flag_value_is_reported_as_its_variable() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--port", "x"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.strip() == "vop: error: VOP_PORT must be an integer, got 'x'"
