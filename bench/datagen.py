@@ -18,7 +18,6 @@ name → NMTC, an IBAN not held or an inactive account → NOAP), for load tests
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,12 +34,12 @@ import pyarrow.parquet as pq
 from rapidfuzz.distance import Levenshtein
 
 from matching.iban import IBAN_LENGTHS
+from matching.sources.parquet import ROW_GROUP_ROWS, write_atomically
 
 DEMO_SEED: Final = 20251009
 DEMO_BIC: Final = "VOPBDEFFXXX"  # the responder's own demo BIC
 
 CHUNK_ROWS: Final = 65_536
-ROW_GROUP_ROWS: Final = 131_072
 MAX_ROWS: Final = 2**32  # the row-number bijections below are defined on [0, 2**32)
 
 SNAPSHOT_SCHEMA: Final = pa.schema(
@@ -854,30 +853,6 @@ def generate_accounts(
     return pa.concat_tables(tables).combine_chunks()
 
 
-def _atomic_parquet(path: str | Path, write: Callable[[Path], None]) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_snapshot(table: pa.Table, path: str | Path) -> None:
-    """Write ``table`` as a zstd Parquet snapshot (row groups of ROW_GROUP_ROWS), atomically:
-    a temporary file beside ``path``, fsynced, then renamed over it."""
-
-    def write(tmp: Path) -> None:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-
-    _atomic_parquet(path, write)
-
-
 def write_generated_snapshot(
     path: str | Path, n: int, seed: int = DEMO_SEED, progress: Callable[[int], None] | None = None
 ) -> None:
@@ -897,7 +872,7 @@ def write_generated_snapshot(
                 if progress is not None:
                     progress(done)
 
-    _atomic_parquet(path, write)
+    write_atomically(path, write)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import datagen
+from matching.sources import parquet
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "bench" / "locustfile.py"
@@ -78,7 +79,7 @@ def stop(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
 
 
 def write_snapshot(accounts: int, path: Path) -> None:
-    datagen.write_snapshot(datagen.generate_accounts(accounts), path)
+    parquet.write_snapshot(datagen.generate_accounts(accounts), path)
 
 
 def locust_command(args: argparse.Namespace, host: str, snapshot: Path, summary: Path) -> list[str]:

@@ -26,9 +26,9 @@ from bench.datagen import (
     generate_probes,
     iter_account_chunks,
     write_generated_snapshot,
-    write_snapshot,
 )
 from matching.iban import IBAN_LENGTHS, iban_problem, with_check_digits
+from matching.sources.parquet import write_snapshot
 
 N = 20_000
 COUNTRIES = {"DE", "FR", "NL", "ES", "IT", "AT", "BE", "PT", "IE", "PL", "FI", "SE", "DK", "CZ", "RO", "HU"}

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from bench.datagen import generate_accounts, write_snapshot
+from bench.datagen import generate_accounts
+from matching.sources.parquet import write_snapshot
 from tests.netutil import free_port, http_status
 
 ROOT = Path(__file__).resolve().parent.parent

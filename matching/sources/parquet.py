@@ -34,13 +34,27 @@ def load_index(path: str | os.PathLike[str], progress: Callable[[str], None] | N
     return AccountIndex.build(table, source=f"parquet:{path}", progress=progress)
 
 
-def write_snapshot(table: pa.Table, path: str | os.PathLike[str]) -> None:
-    """Write atomically: a temporary file beside the target, then rename."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+ROW_GROUP_ROWS = 128 * 1024
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
+    """Run ``write(tmp)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``:
+    readers see the old file or the new one, never half of one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=128 * 1024)
-        os.replace(tmp, p)
-    finally:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_snapshot(table: pa.Table, path: str | os.PathLike[str]) -> None:
+    """A zstd Parquet snapshot in row groups of ROW_GROUP_ROWS, written atomically."""
+    write_atomically(
+        path, lambda tmp: pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    )
