@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from rapidfuzz.distance import Levenshtein
 
 from matching.iban import IBAN_LENGTHS
-from matching.sources.parquet import ROW_GROUP_ROWS, write_atomically
+from matching.sources.parquet import ROW_GROUP_ROWS, SNAPSHOT_SCHEMA, write_atomically
 
 DEMO_SEED: Final = 20251009
 DEMO_BIC: Final = "VOPBDEFFXXX"  # the responder's own demo BIC
@@ -42,17 +42,6 @@ DEMO_BIC: Final = "VOPBDEFFXXX"  # the responder's own demo BIC
 CHUNK_ROWS: Final = 65_536
 MAX_ROWS: Final = 2**32  # the row-number bijections below are defined on [0, 2**32)
 
-SNAPSHOT_SCHEMA: Final = pa.schema(
-    [
-        pa.field("iban", pa.string(), nullable=False),
-        pa.field("names", pa.list_(pa.string()), nullable=False),
-        pa.field("type", pa.string(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("lei", pa.string()),
-        pa.field("any_bic", pa.string()),
-        pa.field("org_ids", pa.list_(pa.string()), nullable=False),
-    ]
-)
 
 DEFAULT_PROBE_MIX: Final[Mapping[str, float]] = {
     "exact": 0.60,

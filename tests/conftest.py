@@ -17,6 +17,7 @@ from app.security.settings import SecuritySettings
 from app.settings import DEMO_BIC, Settings
 from matching.iban import with_check_digits
 from matching.index import AccountIndex
+from matching.sources.parquet import SNAPSHOT_SCHEMA
 
 IBAN_PERSON = "DE89370400440532013000"
 IBAN_JOINT = with_check_digits("FR", "20041010050500013M02606")
@@ -79,17 +80,7 @@ ACCOUNTS: list[dict[str, Any]] = [
 def accounts_table(rows: list[dict[str, Any]] = ACCOUNTS) -> pa.Table:
     return pa.Table.from_pylist(
         rows,
-        schema=pa.schema(
-            [
-                ("iban", pa.string()),
-                ("names", pa.list_(pa.string())),
-                ("type", pa.string()),
-                ("status", pa.string()),
-                ("lei", pa.string()),
-                ("any_bic", pa.string()),
-                ("org_ids", pa.list_(pa.string())),
-            ]
-        ),
+        schema=SNAPSHOT_SCHEMA,
     )
 
 

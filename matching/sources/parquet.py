@@ -9,9 +9,22 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from matching.index import OPTIONAL_STRING_COLUMNS, REQUIRED_COLUMNS, AccountIndex, IndexBuildError
+from matching.index import AccountIndex, IndexBuildError
 
-KNOWN_COLUMNS = (*REQUIRED_COLUMNS, *OPTIONAL_STRING_COLUMNS, "org_ids")
+# The snapshot data contract: one definition for files, the Redis loader and the generator.
+# Nulls are allowed at this level; AccountIndex.build rejects rows that break the contract.
+SNAPSHOT_SCHEMA = pa.schema(
+    [
+        ("iban", pa.string()),
+        ("names", pa.list_(pa.string())),
+        ("type", pa.string()),
+        ("status", pa.string()),
+        ("lei", pa.string()),
+        ("any_bic", pa.string()),
+        ("org_ids", pa.list_(pa.string())),
+    ]
+)
+KNOWN_COLUMNS = tuple(SNAPSHOT_SCHEMA.names)  # REQUIRED_COLUMNS + optional lei, any_bic, org_ids
 
 
 def read_snapshot(path: str | os.PathLike[str]) -> pa.Table:

@@ -34,7 +34,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from matching.index import STATUSES, TYPES
-from matching.sources.parquet import read_snapshot
+from matching.sources.parquet import SNAPSHOT_SCHEMA, read_snapshot
 
 DEFAULT_PREFIX: Final = "vop:"
 #: Hash fields in the order the reader asks for them (HMGET).
@@ -50,18 +50,6 @@ _STATUSES_B = frozenset(s.encode() for s in STATUSES)
 
 #: One account as a plain dict with the snapshot table's columns.
 AccountRow = dict[str, Any]
-
-SNAPSHOT_SCHEMA: Final = pa.schema(
-    [
-        ("iban", pa.string()),
-        ("names", pa.list_(pa.string())),
-        ("type", pa.string()),
-        ("status", pa.string()),
-        ("lei", pa.string()),
-        ("any_bic", pa.string()),
-        ("org_ids", pa.list_(pa.string())),
-    ]
-)
 
 
 class HashDecodeError(ValueError):

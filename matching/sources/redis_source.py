@@ -73,11 +73,10 @@ import redis
 from matching.index import STATUSES, TYPES, AccountIndex, IndexBuildError
 from matching.memory import release_memory
 from matching.overlay import IndexLike, OverlayIndex, compact, index_to_table, rebase
-from matching.sources.parquet import read_snapshot, write_snapshot
+from matching.sources.parquet import SNAPSHOT_SCHEMA, read_snapshot, write_snapshot
 from matching.sources.redis_layout import (
     DEFAULT_PREFIX,
     FIELDS_B,
-    SNAPSHOT_SCHEMA,
     AccountRow,
     HashDecodeError,
     account_key,
