@@ -30,7 +30,6 @@ import http.client
 import json
 import math
 import shlex
-import signal
 import statistics
 import sys
 import tempfile
@@ -63,16 +62,16 @@ from bench.http import (
     BenchError,
     Server,
     Variant,
-    _on_signal,
     _vop,
     b_environment,
     ensure_snapshot,
-    free_port,
     machine_info,
     parse_env_pair,
     request_body,
+    run_guarded,
     running,
 )
+from bench.netutil import free_port
 
 BULK_PATH = "/vop/v1/payee-verifications/bulk"
 WARMUPS = 3
@@ -403,19 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.accounts < 1 or args.size < 1 or args.requests < 1 or args.split_repeats < 0:
         parser.error("--accounts, --size and --requests must be at least 1, --split-repeats not negative")
-    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, _on_signal) for sig in handled}
-    try:
-        result = run(args, argv)
-    except BenchError as exc:
-        print(f"bench.bench_bulk: error: {exc}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("bench.bench_bulk: interrupted; server stopped", file=sys.stderr)
-        return 130
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    result = run_guarded("bench.bench_bulk", lambda: run(args, argv))
+    if isinstance(result, int):
+        return result
     print()
     print(markdown(result))
     print()

@@ -44,7 +44,6 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,6 +66,7 @@ import pyarrow.parquet as pq
 from app.security.devkeys import mint_dev_token
 from bench.datagen import DEMO_BIC, DEMO_SEED, generate_probes
 from bench.fixed_rate import RESULT_MARKER as FIXED_MARKER
+from bench.netutil import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -200,12 +200,6 @@ def _vop() -> list[str]:
 
 
 # ---------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def _group_pids(pgid: int) -> list[int]:
@@ -1106,6 +1100,25 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def run_guarded(prog: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any] | int:
+    """``run()`` with Ctrl-C, SIGTERM and SIGHUP unwinding through the servers' finally blocks
+    (SIGINT explicitly: a shell may start us with it ignored). Returns its result, or the exit code
+    (3 bench error, 130 interrupted) after a one-line message."""
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in handled}
+    try:
+        return run()
+    except BenchError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; servers stopped", file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @dataclass(frozen=True)
 class Variant:
     """One ``vop serve`` configuration."""
@@ -1412,21 +1425,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--compare-auth compares auth on with auth off: leave --auth on")
     if not Path(args.wrk).is_file():
         parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
-    # Ctrl-C, SIGTERM and SIGHUP all unwind through the servers' finally blocks (SIGINT explicitly:
-    # a shell may start us with it ignored).
-    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, _on_signal) for sig in handled}
-    try:
-        result = run(args, argv)
-    except BenchError as exc:
-        print(f"bench.http: error: {exc}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("bench.http: interrupted; servers stopped", file=sys.stderr)
-        return 130
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    result = run_guarded("bench.http", lambda: run(args, argv))
+    if isinstance(result, int):
+        return result
     print()
     print(markdown(result))
     print()

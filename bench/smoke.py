@@ -17,17 +17,15 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench import datagen
+from bench.netutil import free_port, http_status
 from matching.sources import parquet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,22 +34,6 @@ SMOKE_MIX = "exact=55,close=20,no_match=15,unknown_iban=5,invalid=5"
 # The smoke server: loopback, auth off (allowed on loopback only), no per-client rate limit (the
 # whole run is one client), generated files (dev keys, audit trail) in the temporary folder.
 SERVER_ENV = {"VOP_LOG_LEVEL": "warning", "VOP_AUTH": "off", "VOP_RATE_LIMIT_RPS": "0"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_status(url: str, timeout: float = 2.0) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (loopback URL built here)
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-    except OSError:
-        return 0
 
 
 def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.netutil import free_port
+from bench.netutil import free_port
 
 
 class RedisServer:

@@ -37,9 +37,9 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.netutil import free_port, http_status
 from matching.sources.parquet import write_snapshot
 from tests.conftest import accounts_table
-from tests.netutil import free_port, http_status
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from bench.datagen import generate_accounts
+from bench.netutil import free_port, http_status
 from matching.sources.parquet import write_snapshot
-from tests.netutil import free_port, http_status
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "bench" / "locustfile.py"

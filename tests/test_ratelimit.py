@@ -17,7 +17,7 @@ from app.security.gate import Principal, SecurityGate
 from app.security.ratelimit import LocalTokenBucket, RateLimiter
 from app.security.redis_backend import RedisBackend
 from app.security.settings import SecuritySettings
-from tests.netutil import free_port
+from bench.netutil import free_port
 
 
 class Clock:

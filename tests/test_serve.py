@@ -19,9 +19,9 @@ from app.security.audit import verify_audit_files
 from app.security.devkeys import mint_dev_token
 from app.security.gate import audit_key_for
 from app.security.settings import SecuritySettings
+from bench.netutil import free_port, http_status
 from matching.sources.parquet import write_snapshot
 from tests.conftest import IBAN_PERSON, accounts_table, now_rfc3339
-from tests.netutil import free_port, http_status
 
 
 @pytest.mark.slow

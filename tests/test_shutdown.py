@@ -23,9 +23,9 @@ import pytest
 from app.observability.readiness import Readiness
 from app.observability.runtime import DRAIN_MARKER, cleanup_runtime_dir, prepare_runtime_dir
 from app.observability.shutdown import DrainController, drain_seconds_from_env
+from bench.netutil import free_port, http_status
 from matching.sources.parquet import write_snapshot
 from tests.conftest import IBAN_PERSON, accounts_table, now_rfc3339
-from tests.netutil import free_port, http_status
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE = "/vop/v1/payee-verifications"

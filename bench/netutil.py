@@ -1,4 +1,4 @@
-"""Small network helpers for tests that run real servers on loopback."""
+"""Loopback helpers for benchmarks and tests that run real servers: a free port, a status probe."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def free_port() -> int:
 def http_status(url: str, timeout: float = 2.0) -> int:
     """The HTTP status of a GET, or 0 when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (loopback URL built by tests)
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (loopback URL built by the caller)
             return int(r.status)
     except urllib.error.HTTPError as e:
         return int(e.code)
