@@ -7,11 +7,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
-from app.settings import Settings, SettingsError
+from app.settings import Settings, struct_from_env
 from matching.sources.redis_source import RedisIndexSource, RedisSourceSettings
 
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "unix://")
@@ -23,19 +22,14 @@ def is_redis_url(index: str | None) -> bool:
 
 
 def redis_source_settings_from(env: Mapping[str, str], settings: Settings) -> RedisSourceSettings:
-    values: dict[str, Any] = {}
-    for field in msgspec.structs.fields(RedisSourceSettings):
-        key = ENV_PREFIX + field.name.upper()
-        if key in env:
-            values[field.name] = env[key].strip() or None
-    if "cache_path" not in values and settings.index:
+    feed = struct_from_env(RedisSourceSettings, env, ENV_PREFIX)
+    if ENV_PREFIX + "CACHE_PATH" not in env and settings.index:
         # One cache per source; workers write it atomically (temp file + rename).
         digest = hashlib.sha256(f"{settings.index}|{settings.index_prefix}".encode()).hexdigest()[:12]
-        values["cache_path"] = str(Path(settings.data_dir) / f"index-cache-{digest}.parquet")
-    try:
-        return msgspec.convert(values, RedisSourceSettings, strict=False)
-    except msgspec.ValidationError as exc:
-        raise SettingsError(f"{ENV_PREFIX}*: {exc}") from None
+        feed = msgspec.structs.replace(
+            feed, cache_path=str(Path(settings.data_dir) / f"index-cache-{digest}.parquet")
+        )
+    return feed
 
 
 def redis_feed(env: Mapping[str, str], settings: Settings) -> RedisIndexSource:

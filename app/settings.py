@@ -7,8 +7,8 @@ overlays flags on top of the environment, so the two always agree.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -89,44 +89,74 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.structs.replace(self, **changes)
 
 
-def _field_types() -> dict[str, Any]:
-    return {f.name: f.type for f in msgspec.structs.fields(Settings)}
+_TRUE = frozenset({"1", "on", "true", "yes"})
+_FALSE = frozenset({"0", "off", "false", "no"})
+S = TypeVar("S", bound=msgspec.Struct)
 
 
-def _coerce(name: str, raw: str, typ: Any) -> Any:
+def _coerce(key: str, raw: str, default: Any) -> Any:
+    """``raw`` (a variable's text) as the type of the field's ``default``."""
     text = raw.strip()
-    if typ == tuple[str, ...]:
-        return tuple(part.strip().upper() for part in text.split(",") if part.strip())
-    if typ is int or typ == "int":
+    if isinstance(default, bool):
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise SettingsError(f"{key} must be on or off, got {raw!r}")
+    if isinstance(default, tuple):
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    if isinstance(default, int):
         try:
             return int(text)
         except ValueError:
-            raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be an integer, got {raw!r}") from None
-    if typ is float or typ == "float":
+            raise SettingsError(f"{key} must be an integer, got {raw!r}") from None
+    if isinstance(default, float):
         try:
             return float(text)
         except ValueError:
-            raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be a number, got {raw!r}") from None
-    return text or None if "None" in str(typ) else text
+            raise SettingsError(f"{key} must be a number, got {raw!r}") from None
+    if default is None:
+        return text or None
+    return text
+
+
+def struct_from_env(
+    cls: type[S],
+    env: Mapping[str, str],
+    prefix: str = ENV_PREFIX,
+    *,
+    transforms: Mapping[str, Callable[[Any], Any]] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> S:
+    """A settings Struct from ``<prefix><FIELD>`` variables, each parsed as its default's type;
+    ``overrides`` (values or their text; None means unset) win over the environment. One
+    readable SettingsError for anything malformed. The one reader of every ``VOP_*`` group."""
+    defaults = cls()
+    values: dict[str, Any] = {}
+    for field in msgspec.structs.fields(cls):
+        key = prefix + field.name.upper()
+        raw = (overrides or {}).get(field.name)
+        if raw is None and key in env:
+            raw = env[key]
+        if raw is None:
+            continue
+        value = _coerce(key, raw, getattr(defaults, field.name)) if isinstance(raw, str) else raw
+        transform = (transforms or {}).get(field.name)
+        values[field.name] = transform(value) if transform else value
+    try:
+        return cls(**values)
+    except (TypeError, msgspec.ValidationError) as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def settings_from(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Settings from ``env`` (default: ``os.environ``) with explicit ``overrides`` (CLI flags) on top.
+    """Settings from ``env`` (default: ``os.environ``) with explicit ``overrides`` on top.
 
     Overrides whose value is None are ignored, so unset flags fall through to the environment.
     """
-    env = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    for name, typ in _field_types().items():
-        key = ENV_PREFIX + name.upper()
-        if key in env:
-            values[name] = _coerce(name, env[key], typ)
-    for name, value in overrides.items():
-        if value is None:
-            continue
-        typ = _field_types()[name]
-        values[name] = _coerce(name, value, typ) if isinstance(value, str) else value
-    try:
-        return Settings(**values)
-    except (TypeError, msgspec.ValidationError) as exc:
-        raise SettingsError(str(exc)) from None
+    return struct_from_env(
+        Settings,
+        os.environ if env is None else env,
+        transforms={"psp_bics": lambda bics: tuple(b.upper() for b in bics)},
+        overrides=overrides,
+    )

@@ -15,11 +15,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from app.settings import ENV_PREFIX, LOOPBACK_HOSTS, SettingsError
+from app.settings import LOOPBACK_HOSTS, SettingsError, struct_from_env
 
 MIN_AUDIT_KEY_CHARS = 32
-_TRUE = frozenset({"1", "on", "true", "yes"})
-_FALSE = frozenset({"0", "off", "false", "no"})
 
 
 class SecuritySettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,49 +85,9 @@ def is_loopback_host(host: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
-def _env_name(field: str) -> str:
-    return ENV_PREFIX + field.upper()
-
-
-def _coerce(field: str, raw: str, default: Any) -> Any:
-    text = raw.strip()
-    name = _env_name(field)
-    if isinstance(default, bool):
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise SettingsError(f"{name} must be on or off, got {raw!r}")
-    if isinstance(default, tuple):
-        return tuple(part.strip() for part in text.split(",") if part.strip())
-    if isinstance(default, int):
-        try:
-            return int(text)
-        except ValueError:
-            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if isinstance(default, float):
-        try:
-            return float(text)
-        except ValueError:
-            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if default is None:
-        return text or None
-    return text
-
-
 def security_settings_from(env: Mapping[str, str] | None = None) -> SecuritySettings:
     """SecuritySettings from ``env`` (default ``os.environ``); unknown variables are ignored."""
-    env = os.environ if env is None else env
-    defaults = SecuritySettings()
-    values: dict[str, Any] = {}
-    for field in msgspec.structs.fields(SecuritySettings):
-        key = _env_name(field.name)
-        if key in env:
-            values[field.name] = _coerce(field.name, env[key], getattr(defaults, field.name))
-    try:
-        settings = SecuritySettings(**values)
-    except (TypeError, msgspec.ValidationError) as exc:
-        raise SettingsError(str(exc)) from None
+    settings = struct_from_env(SecuritySettings, os.environ if env is None else env)
     validate_security_settings(settings)
     return settings
 
