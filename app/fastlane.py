@@ -4,8 +4,9 @@ else (health, metrics, admin, docs, lifespan) through Litestar.
 Measured in-process over the 10,000-probe mix on the 1M index (``python -m bench.bench_inprocess``,
 bench/RESULTS.md): the same ``@asgi`` handler costs ~6-10 µs more per request when reached
 through Litestar's app and router (scope state, router lookup, exception middleware) than when
-called directly — a fifth of the whole check. Both paths run the very same handler function; Litestar still registers it, so
-routing, 404/405 and tests through ``TestClient(create_app(...))`` see one implementation.
+called directly — a fifth of the whole check. Both paths run the very same handler function;
+Litestar still registers it, so routing, 404/405 and tests through ``TestClient(create_app(...))``
+see one implementation.
 """
 
 from __future__ import annotations
