@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest install redis-server promtool deploy-tools lock eval \
+.PHONY: run test lint typecheck pytest install redis-server promtool deploy-tools wrk lock eval \
         bench-matcher bench-http bench-redis bench-smoke clean help
 
 help:  ## list targets
@@ -32,6 +32,12 @@ promtool:  ## make sure promtool is installed (Debian package prometheus) for th
 	  echo "promtool missing: installing Debian package prometheus"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
 	  || { echo "could not install promtool" >&2; exit 1; }; }
+
+wrk:  ## make sure wrk (the HTTP load generator of bench-http) is installed
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "wrk missing: installing Debian package wrk"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) \
+	  || { echo "could not install wrk" >&2; exit 1; }; }
 
 deploy-tools:  ## make sure kubectl (kustomize) is installed for the deployment tests
 	@command -v kubectl >/dev/null 2>&1 || { \
@@ -63,7 +69,7 @@ eval: $(STAMP)  ## score the matcher on the shared dev cases
 bench-matcher: $(STAMP)  ## matcher micro-benchmark
 	$(BIN)/python -m bench.bench_matcher
 
-bench-http: $(STAMP)  ## HTTP throughput: vop serve next to a do-nothing granian app
+bench-http: $(STAMP) wrk  ## HTTP throughput: vop serve next to a do-nothing granian app
 	$(BIN)/python -m bench.http
 
 bench-redis: $(STAMP) redis-server  ## Redis load time, change-to-visible latency, memory

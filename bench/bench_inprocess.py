@@ -3,7 +3,8 @@
 ``python -m bench.bench_inprocess [--accounts N] [--requests N]`` builds a demo index, draws the
 bench mix (60 % exact, 20 % close, 15 % no match, 5 % unknown IBAN) and times each variant:
 through Litestar's app and router vs straight from the scope (the FastLane granian serves), with
-auth + audit, audit off, auth off. Micro-batching is off so each request is timed alone.
+auth + audit (lines sealed by the writer process, or by a thread in this process), audit off,
+auth off. Micro-batching is off so each request is timed alone.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from app.timestamps import now_rfc3339_ms
 from bench.datagen import generate_accounts, generate_probes
 from matching.index import AccountIndex
 
-VARIANTS = {  # name: (auth, audit)
-    "auth+audit": (True, True),
-    "audit off": (True, False),
-    "auth off": (False, False),
+VARIANTS = {  # name: (auth, audit, audit writer)
+    "auth+audit (writer process)": (True, True, "process"),
+    "auth+audit (writer thread)": (True, True, "thread"),
+    "audit off": (True, False, "process"),
+    "auth off": (False, False, "process"),
 }
 
 
@@ -88,10 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     index = AccountIndex.build(table)
     payloads = bodies(table, args.requests)
     print("| variant | through Litestar µs | fast lane µs |\n|---|---:|---:|")
-    for name, (auth, audit) in VARIANTS.items():
+    for name, (auth, audit, writer) in VARIANTS.items():
         with tempfile.TemporaryDirectory() as tmp:
             security = SecuritySettings(
-                data_dir=tmp, auth=auth, audit=audit, rate_limit_rps=0, enum_max_names=1_000_000
+                data_dir=tmp,
+                auth=auth,
+                audit=audit,
+                audit_writer=writer,
+                rate_limit_rps=0,
+                enum_max_names=1_000_000,
             )
             app = create_app(Settings(data_dir=tmp, microbatch_ms=0), index=index, security=security)
             token = mint_dev_token(tmp, ("vop:verify",), "REQBDEFFXXX", 3600).encode()

@@ -85,6 +85,27 @@ def test_bulk_needs_bulk_scope_and_checks_each_requester(secured: tuple[TestClie
     first, second = resp.json()["results"]
     assert first == {"partyNameMatch": "MTCH"}
     assert second["error"]["code"] == "CLIENT_INCONSISTENT"
+    # The verdict is reached once per distinct BIC; every item it refuses names its own position.
+    resp = call(client, token(tmp, ("vop:bulk",)), {"checks": [other, body(), other]}, BULK)
+    errors = [r.get("error") for r in resp.json()["results"]]
+    assert [e["code"] if e else None for e in errors] == ["CLIENT_INCONSISTENT", None, "CLIENT_INCONSISTENT"]
+    assert errors[0]["detail"].startswith("item 0:")
+    assert errors[2]["detail"].startswith("item 2:")
+
+
+def test_bulk_enumeration_guard_forces_noap_per_item(tmp_path: Path, index: AccountIndex) -> None:
+    app, sec = make(tmp_path, index, enum_max_names=2)
+    names = ("Erika Schmidt", "Max Mustermann", "Hans Meier", "Max Mustermann")
+    with TestClient(app) as client:
+        resp = call(client, token(tmp_path, ("vop:bulk",)), {"checks": [body(n) for n in names]}, BULK)
+    assert [r["partyNameMatch"] for r in resp.json()["results"]] == ["NMTC", "MTCH", "NOAP", "MTCH"]
+    app.state.security.close()
+    files = sorted((tmp_path / "audit").rglob("*.jsonl"))
+    report = verify_audit_files(files, audit_key_for(sec))
+    assert report.ok, report.render()
+    assert report.checks == 4
+    text = "".join(f.read_text(encoding="utf-8") for f in files)
+    assert text.count('"enum":true') == 1
 
 
 def test_rate_limit_answers_429_with_retry_after(tmp_path: Path, index: AccountIndex) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from app.security.audit import AuditTrail, seal, verify_audit_files
+from app.security.audit_process import AuditProcess
 from app.security.pseudonym import Pseudonymiser
 
 KEY = "an-audit-key-for-tests-0123456789abcdef"
@@ -22,8 +23,19 @@ IBANS = ["DE89370400440532013000", "FR1420041010050500013M02606", "NL91ABNA04171
 NAMES = ["Max Mustermann", "Ioana Martínez", "Nordlicht Logistik GmbH"]
 
 
-def write_trail(directory: Path, n: int = 30, **kw: Any) -> AuditTrail:
-    trail = AuditTrail(directory, KEY, **kw)
+Writer = type[AuditTrail] | type[AuditProcess]
+
+
+@pytest.fixture(params=[AuditTrail, AuditProcess], ids=["thread", "process"])
+def writer(request: pytest.FixtureRequest) -> Writer:
+    """Both writers produce the same files; every test that takes this fixture runs on both."""
+    return request.param  # type: ignore[no-any-return]
+
+
+def write_trail(
+    directory: Path, n: int = 30, writer: Writer = AuditTrail, **kw: Any
+) -> AuditTrail | AuditProcess:
+    trail = writer(directory, KEY, **kw)
     for i in range(n):
         trail.record(
             request_id=f"00000000-0000-4000-8000-{i:012d}",
@@ -40,8 +52,8 @@ def write_trail(directory: Path, n: int = 30, **kw: Any) -> AuditTrail:
 
 
 @pytest.fixture
-def trail_file(tmp_path: Path) -> Path:
-    trail = write_trail(tmp_path / "audit")
+def trail_file(tmp_path: Path, writer: Writer) -> Path:
+    trail = write_trail(tmp_path / "audit", writer=writer)
     assert len(trail.files) == 1
     return trail.files[0]
 
@@ -72,9 +84,11 @@ def test_clean_file_passes(trail_file: Path) -> None:
     assert records[2]["name"] == Pseudonymiser(KEY.encode()).name(NAMES[1])
 
 
-def test_no_clear_name_or_iban_in_file_or_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_clear_name_or_iban_in_file_or_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, writer: Writer
+) -> None:
     caplog.set_level(logging.DEBUG)
-    trail = write_trail(tmp_path / "audit")
+    trail = write_trail(tmp_path / "audit", writer=writer)
     data = b"".join(p.read_bytes() for p in trail.files).decode()
     for secret in [*IBANS, *NAMES, "Mustermann", "Martínez", "Nordlicht", "370400440532013000"]:
         assert secret not in data
@@ -179,8 +193,8 @@ def test_empty_file_and_no_files(tmp_path: Path) -> None:
     assert not verify_audit_files([], KEY).ok
 
 
-def test_rotation_chains_files(tmp_path: Path) -> None:
-    trail = write_trail(tmp_path / "audit", n=200, rotate_bytes=4096)
+def test_rotation_chains_files(tmp_path: Path, writer: Writer) -> None:
+    trail = write_trail(tmp_path / "audit", n=200, writer=writer, rotate_bytes=4096)
     files = trail.files
     assert len(files) >= 4
     report = verify_audit_files(list(reversed(files)), KEY)  # order given does not matter
@@ -264,8 +278,8 @@ def test_full_queue_blocks_briefly_then_drops_and_records_the_drop(tmp_path: Pat
     assert report.checks == trail.written
 
 
-def test_close_flushes_everything(tmp_path: Path) -> None:
-    trail = write_trail(tmp_path / "audit", n=5000)
+def test_close_flushes_everything(tmp_path: Path, writer: Writer) -> None:
+    trail = write_trail(tmp_path / "audit", n=5000, writer=writer)
     assert trail.written == 5000
     assert trail.dropped == 0
     assert verify_audit_files(trail.files, KEY).checks == 5000

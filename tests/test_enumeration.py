@@ -115,3 +115,37 @@ def test_shared_through_redis_and_fallback() -> None:
     assert not a.over_cap("c", OTHER_IBAN, "Fallback Name")
     assert time.monotonic() - started < 1.0
     assert [a.over_cap("c", OTHER_IBAN, f"Name {i}") for i in range(5)] == [False] * 4 + [True]
+
+
+def _bulk_pairs() -> list[tuple[str, str]]:
+    """A bulk request's (iban, name) pairs: seven names on one IBAN (two over the cap), a repeat of an
+    allowed name, a case/spacing variant of one, and names on a second IBAN."""
+    names = [*NAMES, "Sixth Person", "Seventh Person"]
+    pairs = [(IBAN, n) for n in names] + [(IBAN, NAMES[0]), (IBAN.lower(), "  max  MUSTERMANN ")]
+    return pairs + [(OTHER_IBAN, n) for n in names[:3]]
+
+
+EXPECTED_BULK = [False] * 5 + [True, True] + [False, False] + [False] * 3
+
+
+def test_many_answers_as_one_by_one() -> None:
+    one_by_one = make_guard(Clock())
+    assert [one_by_one.over_cap("c", i, n) for i, n in _bulk_pairs()] == EXPECTED_BULK
+    batch = make_guard(Clock())
+    assert batch.over_cap_many("c", _bulk_pairs()) == EXPECTED_BULK
+    assert batch.forced == 2
+    assert batch.over_cap_many("c", [(IBAN, "Eighth Person"), (IBAN, NAMES[1])]) == [True, False]
+
+
+def test_many_through_redis_shares_the_cap_and_falls_back() -> None:
+    clock = Clock(time.time())
+    with redis_server() as server:
+        a, b = _shared(server, clock), _shared(server, clock)
+        assert a.over_cap_many("c", _bulk_pairs()) == EXPECTED_BULK
+        assert b.over_cap("c", IBAN, "Sixth Person")  # the batch counted toward the shared cap
+        assert not b.over_cap("c", IBAN, NAMES[4])
+        many = [(f"DE{i:020d}", "Some Name") for i in range(2500)]  # three chunks
+        assert a.over_cap_many("c", many) == [False] * 2500
+    started = time.monotonic()
+    assert a.over_cap_many("c", _bulk_pairs()) == EXPECTED_BULK  # Redis gone: per-process guard
+    assert time.monotonic() - started < 1.0

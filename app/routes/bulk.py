@@ -26,7 +26,7 @@ from app.asgi_io import (
 from app.backpressure import deadline_exceeded
 from app.observability.logging import bind_request, clear_request
 from app.problems import ProblemError
-from app.routes.verification import ENUMERATION_NOAP, guarded, method_not_allowed, rate_limited
+from app.routes.verification import ENUMERATION_NOAP, method_not_allowed, rate_limited
 from app.security.gate import SCOPE_BULK, Principal, SecurityGate
 from app.service import Verifier, to_response
 from app.services import Services
@@ -65,22 +65,24 @@ def answer_bulk(
     """Validate each item, verify the valid ones as one batch, keep request order. Returns the
     answer and the outcomes of the answered items (for metrics).
 
-    With a security gate: each item's requestingAgent must be the client's, the enumeration guard
-    applies per item, and every answered item is audited."""
+    With a security gate: each item's requestingAgent must be the client's (decided once per distinct
+    BIC), the enumeration guard applies per item (one call for the batch), every answered item is
+    audited."""
     results: list[BulkResult | None] = [None] * len(items)
     checks: list[Check] = []
     positions: list[int] = []
+    requesters: dict[str, ProblemError | None] = {}
     for i, item in enumerate(items):
         try:
             request = _item_decoder.decode(item) if isinstance(item, msgspec.Raw) else item
             check = verifier.check(request)  # format errors before identity errors
             if security is not None and principal is not None:
-                security.check_requester(principal, request.requesting_agent.financial_institution_id.bicfi)
-            if security is not None and principal is not None and guarded(security, principal, check):
-                results[i] = BulkResult(party_name_match="NOAP")
-                checks.append(check)  # audited below, not verified
-                positions.append(-1)
-                continue
+                bic = request.requesting_agent.financial_institution_id.bicfi
+                if bic not in requesters:
+                    requesters[bic] = _requester_refusal(security, principal, bic)
+                refusal = requesters[bic]
+                if refusal is not None:
+                    raise ProblemError(refusal.code, refusal.detail, refusal.status)
             checks.append(check)
             positions.append(i)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -88,22 +90,48 @@ def answer_bulk(
         except ProblemError as err:
             err.detail = f"item {i}: {err.detail}"
             results[i] = BulkResult(error=err.to_problem())
-    to_verify = [c for c, pos in zip(checks, positions, strict=True) if pos >= 0]
+    forced = _guarded_many(security, principal, checks)
+    to_verify = [c for c, f in zip(checks, forced, strict=True) if not f]
     version, outcomes = verifier.outcomes(to_verify) if to_verify else (0, [])
     answered = iter(outcomes)
     settled: list[Outcome] = []
-    for check, pos in zip(checks, positions, strict=True):
-        outcome = next(answered) if pos >= 0 else Outcome("name", "NOAP", ENUMERATION_NOAP)
-        settled.append(outcome)
-        if pos >= 0:
+    for check, pos, guarded_out in zip(checks, positions, forced, strict=True):
+        if guarded_out:
+            outcome = Outcome("name", "NOAP", ENUMERATION_NOAP)
+            results[pos] = BulkResult(party_name_match="NOAP")
+        else:
+            outcome = next(answered)
             r = to_response(outcome)
             results[pos] = BulkResult(r.party_name_match, r.party_id_match, r.matched_name)
+        settled.append(outcome)
         if security is not None and principal is not None:
             security.audit(
                 request_id=request_id, principal=principal, iban=check.iban, name=check.name,
-                code=outcome.code, reason=outcome.reason, index_version=version, forced=pos < 0,
+                code=outcome.code, reason=outcome.reason, index_version=version, forced=guarded_out,
             )  # fmt: skip
     return BulkResponse([r for r in results if r is not None]), settled
+
+
+def _requester_refusal(security: SecurityGate, principal: Principal, bic: str) -> ProblemError | None:
+    try:
+        security.check_requester(principal, bic)
+    except ProblemError as err:
+        return err
+    return None
+
+
+def _guarded_many(
+    security: SecurityGate | None, principal: Principal | None, checks: Sequence[Check]
+) -> list[bool]:
+    """Per check: True when the enumeration guard forces NOAP (name checks only, as ``guarded``)."""
+    forced = [False] * len(checks)
+    if security is None or principal is None:
+        return forced
+    named = [k for k, c in enumerate(checks) if c.name is not None and not c.is_id_check]
+    pairs = [(checks[k].iban, checks[k].name or "") for k in named]
+    for k, flag in zip(named, security.enumeration_guard_many(principal, pairs), strict=True):
+        forced[k] = flag
+    return forced
 
 
 def bulk_handler(services: Services) -> ASGIApp:

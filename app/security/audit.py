@@ -14,9 +14,10 @@ missing tail are all detected. Every process writes its own chain (workers never
 Line kinds (``t``): ``header``, ``check`` (one answered check), ``dropped`` (records lost because the
 queue was full; written, and chained, as soon as the writer catches up), ``close``.
 
-Writing is asynchronous: ``record()`` puts a tuple on a bounded queue and returns; a writer thread does
-hashing, encoding, chaining and file I/O, flushing each batch and fsync-ing at most once a second (and
-at rotation and shutdown). Queue full: wait up to ``block_s``, then drop the record and count it
+Writing is asynchronous: ``record()`` puts a tuple on a bounded queue (``AuditQueue``) and returns; a
+``ChainWriter`` does hashing, encoding, chaining and file I/O, flushing each batch and fsync-ing at
+most once a second (and at rotation and shutdown). It runs in a thread (``AuditTrail``, here) or in a
+child process (``app.security.audit_process.AuditProcess``, the default: off the worker's GIL). Queue full: wait up to ``block_s``, then drop the record and count it
 (``dropped``); the count also goes into the chain as a ``dropped`` line.
 """
 
@@ -48,12 +49,14 @@ _MAC_PREFIX = b',"mac":"'
 _MAC_HEX = 64
 _TAIL = len(_MAC_PREFIX) + _MAC_HEX + 2  # ,"mac":"<64 hex>"}
 _BATCH = 1024
-_FSYNC_EVERY_S = 1.0
+FSYNC_EVERY_S = 1.0
 # The writer wakes this often (or at once when the buffer is half full or on close). Measured: a
 # queue.Queue put that notified the writer on every request cost ~11 µs per request (a thread
 # hand-off each time, under the GIL); an append to a deque drained in batches costs ~0.1 µs.
 _WAKE_EVERY_S = 0.01
 _STOP = object()
+# Close reason of a chain whose worker process vanished (the audit_process child saw end of input).
+WORKER_LOST = "worker-lost"
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(dict[str, Any])
 
@@ -98,28 +101,28 @@ def line_hash(line: bytes) -> str:
     return hashlib.sha256(line).hexdigest()
 
 
-class AuditTrail:
-    """Writer side: ``record()`` from request handlers, ``close()`` on shutdown (flushes everything)."""
+class ChainWriter:
+    """One hash chain on disk: turns check records into sealed lines, rotates files, fsyncs.
+
+    Not thread-safe: one writer (the ``AuditTrail`` thread, or the ``audit_process`` child) owns it.
+    A record is the tuple ``AuditTrail.record`` queues:
+    ``(ts, request_id, client_id, iban, name, code, reason, index_version, forced)``.
+    """
 
     def __init__(
         self,
         directory: str | Path,
         key: bytes | str,
         *,
-        queue_size: int = 65_536,
-        block_s: float = 0.005,
         rotate_bytes: int = 256 * 1024 * 1024,
+        chain: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.directory = Path(directory)
         self._mac_key, self._pseudonyms = audit_keys(key)
-        self._buffer: deque[Any] = deque()
-        self._capacity = queue_size
-        self._wake = threading.Event()
-        self._block_s = block_s
         self._rotate_bytes = rotate_bytes
         self._clock = clock
-        self.chain = secrets.token_hex(8)
+        self.chain = chain or secrets.token_hex(8)
         self._started = _iso(clock()).replace("-", "").replace(":", "").split(".")[0] + "Z"
         self._part = 0
         self._seq = 0
@@ -128,83 +131,56 @@ class AuditTrail:
         self._path: Path | None = None
         self._size = 0
         self._last_fsync = 0.0
-        self._drop_lock = threading.Lock()
-        self.dropped = 0  # records lost to a full queue (also written to the chain)
+        self._unsynced = False
         self._drops_written = 0
         self.written = 0  # check lines written
-        self.write_errors = 0
         self.files: list[Path] = []
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="vop-audit-writer", daemon=True)
-        self._thread.start()
 
-    # -- request side -------------------------------------------------------------------------
-    def record(
-        self,
-        *,
-        request_id: str,
-        client_id: str,
-        iban: str,
-        name: str | None,
-        code: str,
-        reason: str,
-        index_version: int,
-        forced: bool,
-    ) -> None:
-        item = (self._clock(), request_id, client_id, iban, name, code, reason, index_version, forced)
-        buffer = self._buffer
-        if len(buffer) >= self._capacity // 2:
-            self._wake.set()
-            if len(buffer) >= self._capacity:
-                deadline = time.monotonic() + self._block_s
-                while len(buffer) >= self._capacity and time.monotonic() < deadline:
-                    time.sleep(0.0005)
-                if len(buffer) >= self._capacity:
-                    with self._drop_lock:
-                        self.dropped += 1
-                    return
-        buffer.append(item)  # deque.append is atomic: no lock, no hand-off per record
-
-    @property
-    def pending(self) -> int:
-        return len(self._buffer)
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Write everything queued, close the current file with a ``close`` line, stop the writer."""
-        if self._closed:
-            return
-        self._closed = True
-        self._buffer.append(_STOP)
-        self._wake.set()
-        self._thread.join(timeout=timeout_s)
-
-    # -- writer thread --------------------------------------------------------------------------
-    def _run(self) -> None:
-        buffer = self._buffer
-        while True:
-            if len(buffer) < _BATCH:  # let records gather: one write and flush per batch
-                self._wake.wait(_WAKE_EVERY_S)
-                self._wake.clear()
-            if not buffer:
-                continue
-            batch: list[Any] = []
-            while buffer and len(batch) < _BATCH:
-                batch.append(buffer.popleft())
-            stop = False
-            lines: list[dict[str, Any]] = []
-            try:
-                for item in batch:
-                    if item is _STOP:
-                        stop = True
-                        continue
-                    lines.append(self._check_fields(item))
-                self._write(lines, stop)
-            except Exception:
-                self.write_errors += 1
-                log.exception("audit writer failed; %d records in this batch not written", len(lines))
-                self._abandon_file()
-            if stop:
+    def write(self, records: Iterable[tuple[Any, ...]], dropped_total: int = 0) -> None:
+        """Append the records (and a ``dropped`` line when ``dropped_total`` grew), flush, and fsync
+        if the last fsync is a second old. An OSError leaves the file abandoned (the next write opens a
+        new part, whose header links to the last line written)."""
+        emitted = False
+        try:
+            for record in records:
+                emitted = True
+                if self._fh is None:
+                    self._open()
+                elif self._size >= self._rotate_bytes:
+                    next_name = f"audit-{self._started}-{self.chain}-{self._part + 1:06d}.jsonl"
+                    self._finish("rotate", next_name)
+                    self._open()
+                self._emit(self._next_line("check", self._check_fields(record)))
+                self.written += 1
+            drops = dropped_total - self._drops_written
+            if drops > 0:
+                if self._fh is None:
+                    self._open()
+                self._emit(self._next_line("dropped", {"ts": _iso(self._clock()), "count": drops}))
+                self._drops_written += drops
+                emitted = True
+            if not emitted or self._fh is None:
                 return
+            self._fh.flush()
+            self._unsynced = True
+            if time.monotonic() - self._last_fsync >= FSYNC_EVERY_S:
+                self.sync()
+        except Exception:
+            self._abandon_file()
+            raise
+
+    def sync(self) -> None:
+        """fsync the current file if anything was written since the last fsync."""
+        if self._fh is not None and self._unsynced:
+            os.fsync(self._fh.fileno())
+            self._unsynced = False
+            self._last_fsync = time.monotonic()
+
+    def close(self, reason: str = "shutdown") -> None:
+        """End the chain with a ``close`` line (``shutdown``, or ``worker-lost`` when the process the
+        records came from went away without closing it)."""
+        if self._fh is not None:
+            self._finish(reason, None)
 
     def _check_fields(self, item: tuple[Any, ...]) -> dict[str, Any]:
         ts, rid, client, iban, name, code, reason, index_version, forced = item
@@ -256,6 +232,7 @@ class AuditTrail:
         os.fsync(self._fh.fileno())
         self._fh.close()
         self._fh = None
+        self._unsynced = False
 
     def _abandon_file(self) -> None:
         if self._fh is not None:
@@ -263,31 +240,131 @@ class AuditTrail:
                 self._fh.close()
             self._fh = None
 
-    def _write(self, checks: Iterable[dict[str, Any]], stop: bool) -> None:
-        for fields in checks:
-            if self._fh is None:
-                self._open()
-            elif self._size >= self._rotate_bytes:
-                next_name = f"audit-{self._started}-{self.chain}-{self._part + 1:06d}.jsonl"
-                self._finish("rotate", next_name)
-                self._open()
-            self._emit(self._next_line("check", fields))
-            self.written += 1
-        drops = self.dropped - self._drops_written
-        if drops:
-            if self._fh is None:
-                self._open()
-            self._emit(self._next_line("dropped", {"ts": _iso(self._clock()), "count": drops}))
-            self._drops_written += drops
-        if self._fh is None:
+
+class AuditQueue:
+    """The request side shared by both writers: ``record()`` appends a tuple to a bounded deque (no
+    lock, no thread hand-off per record); when it is full, wait up to ``block_s``, then drop and count."""
+
+    def __init__(self, queue_size: int, block_s: float, clock: Callable[[], float]) -> None:
+        self._buffer: deque[Any] = deque()
+        self._capacity = queue_size
+        self._wake = threading.Event()
+        self._block_s = block_s
+        self._clock = clock
+        self._drop_lock = threading.Lock()
+        self.dropped = 0  # records lost (full queue, or a writer that died with them)
+
+    def record(
+        self,
+        *,
+        request_id: str,
+        client_id: str,
+        iban: str,
+        name: str | None,
+        code: str,
+        reason: str,
+        index_version: int,
+        forced: bool,
+    ) -> None:
+        item = (self._clock(), request_id, client_id, iban, name, code, reason, index_version, forced)
+        buffer = self._buffer
+        if len(buffer) >= self._capacity // 2:
+            self._wake.set()
+            if len(buffer) >= self._capacity:
+                deadline = time.monotonic() + self._block_s
+                while len(buffer) >= self._capacity and time.monotonic() < deadline:
+                    time.sleep(0.0005)
+                if len(buffer) >= self._capacity:
+                    self._count_dropped(1)
+                    return
+        buffer.append(item)  # deque.append is atomic: no lock, no hand-off per record
+
+    def _count_dropped(self, n: int) -> None:
+        with self._drop_lock:
+            self.dropped += n
+
+    def _take(self, limit: int) -> tuple[list[Any], bool]:
+        """Wait for records (a batch, the wake interval, or a wake-up), then take up to ``limit``.
+        Returns (records, stop requested)."""
+        buffer = self._buffer
+        if len(buffer) < _BATCH:  # let records gather: one write and flush per batch
+            self._wake.wait(_WAKE_EVERY_S)
+            self._wake.clear()
+        batch: list[Any] = []
+        stop = False
+        while buffer and len(batch) < limit:
+            item = buffer.popleft()
+            if item is _STOP:
+                stop = True
+                break
+            batch.append(item)
+        return batch, stop
+
+    def _request_stop(self) -> None:
+        self._buffer.append(_STOP)
+        self._wake.set()
+
+
+class AuditTrail(AuditQueue):
+    """Writer in a thread of this process: ``record()`` from request handlers, ``close()`` on shutdown
+    (flushes everything). Costs ~10 µs of this process's GIL per record (pseudonyms, MAC, hash);
+    ``app.security.audit_process.AuditProcess`` does the same work in a child process."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        key: bytes | str,
+        *,
+        queue_size: int = 65_536,
+        block_s: float = 0.005,
+        rotate_bytes: int = 256 * 1024 * 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(queue_size, block_s, clock)
+        self.directory = Path(directory)
+        self._writer = ChainWriter(directory, key, rotate_bytes=rotate_bytes, clock=clock)
+        self.chain = self._writer.chain
+        self.write_errors = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="vop-audit-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def written(self) -> int:
+        return self._writer.written
+
+    @property
+    def files(self) -> list[Path]:
+        return self._writer.files
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Write everything queued, close the current file with a ``close`` line, stop the writer."""
+        if self._closed:
             return
-        self._fh.flush()
-        now = time.monotonic()
-        if stop:
-            self._finish("shutdown", None)
-        elif now - self._last_fsync >= _FSYNC_EVERY_S:
-            os.fsync(self._fh.fileno())
-            self._last_fsync = now
+        self._closed = True
+        self._request_stop()
+        self._thread.join(timeout=timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            batch, stop = self._take(_BATCH)
+            if batch or stop or self.dropped:
+                self._write(batch, stop)
+            if stop:
+                return
+
+    def _write(self, batch: list[tuple[Any, ...]], stop: bool) -> None:
+        try:
+            self._writer.write(batch, self.dropped)
+            if stop:
+                self._writer.close("shutdown")
+        except Exception:
+            self.write_errors += 1
+            log.exception("audit writer failed; up to %d records of this batch not written", len(batch))
 
 
 # -- verification ---------------------------------------------------------------------------------
@@ -418,8 +495,13 @@ def _verify_chain(
             report.notes.append(f"{f.path.name}: open tail accepted (no close line)")
         elif last.get("reason") == "rotate" and is_last_file:
             report.notes.append(f"chain {chain} continues in {last.get('next')}, which was not given")
-        elif last.get("reason") == "shutdown" and not is_last_file:
-            raise _BadFileError(f.path, len(f.lines), "a file follows a shutdown close line")
+        elif last.get("reason") != "rotate" and not is_last_file:
+            raise _BadFileError(f.path, len(f.lines), "a file follows the chain's final close line")
+        elif last.get("reason") == WORKER_LOST:
+            report.notes.append(
+                f"chain {chain} ends with {WORKER_LOST}: its worker exited without closing the trail"
+                " (records it had not handed over are lost and not counted)"
+            )
         prev_file = f
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from app.security.pseudonym import Pseudonymiser, canonical_iban, canonical_name
 from app.security.redis_backend import RedisBackend
@@ -37,6 +37,40 @@ redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
 return 0
 """
+
+# The same rule for a whole bulk request in one round trip: KEYS[i] pairs with ARGV[3 + i]; returns
+# one 0/1 per pair, evaluated in order (a name repeated in the batch counts once).
+ENUMERATION_MANY_LUA = """
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local cap = tonumber(ARGV[3])
+local out = {}
+local pruned = {}
+for i, key in ipairs(KEYS) do
+  local name = ARGV[3 + i]
+  if not pruned[key] then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    pruned[key] = true
+  end
+  if redis.call('ZSCORE', key, name) then
+    out[i] = 0
+  elseif redis.call('ZCARD', key) >= cap then
+    out[i] = 1
+  else
+    redis.call('ZADD', key, now, name)
+    redis.call('PEXPIRE', key, math.ceil(window * 1000))
+    out[i] = 0
+  end
+end
+return out
+"""
+# Pairs per Redis call for a bulk request: bounds one script's run time (Redis is single-threaded).
+_MANY_CHUNK = 1000
+
+
+def _local_key(kind: str, canonical: str) -> int:
+    """The per-process pseudonym: Python's keyed string hash (see the module docstring)."""
+    return hash(kind + "\x00" + canonical)
 
 
 class LocalEnumerationGuard:
@@ -84,6 +118,7 @@ class EnumerationGuard:
         self._local = LocalEnumerationGuard(max_names, window_s, max_keys)
         self._redis = redis_backend
         self._script = redis_backend.script(ENUMERATION_LUA) if redis_backend else None
+        self._many_script = redis_backend.script(ENUMERATION_MANY_LUA) if redis_backend else None
         self._prefix = prefix + "enum:"
         self._clock = clock
         self.forced = 0  # answers forced to NOAP so far
@@ -100,8 +135,40 @@ class EnumerationGuard:
                 forced = int(answer) == 1
                 self.forced += forced
                 return forced
-        iban_key = hash("iban\x00" + canonical_iban(iban))
-        name_key = hash("name\x00" + canonical_name(name))
+        iban_key = _local_key("iban", canonical_iban(iban))
+        name_key = _local_key("name", canonical_name(name))
         forced = self._local.over_cap(client, iban_key, name_key, now)
         self.forced += forced
+        return forced
+
+    def over_cap_many(self, client: str, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """``over_cap`` for each (iban, name) in order, as one call per chunk of pairs to Redis (a
+        bulk request of 10,000 checks is 10 round trips, not 10,000). A chunk Redis cannot answer is
+        answered by the per-process guard."""
+        now = self._clock()
+        forced: list[bool] = []
+        for start in range(0, len(pairs), _MANY_CHUNK):
+            chunk = pairs[start : start + _MANY_CHUNK]
+            answer = None
+            if self._redis is not None and self._many_script is not None:
+                iban_of, name_of = self._pseudonyms.iban, self._pseudonyms.name
+                answer = self._redis.run(
+                    self._many_script,
+                    [f"{self._prefix}{client}:{iban_of(iban)}" for iban, _ in chunk],
+                    [f"{now:.6f}", self._window_s, self._max_names, *(name_of(n) for _, n in chunk)],
+                )
+            if answer is not None and len(answer) == len(chunk):
+                forced.extend(int(a) == 1 for a in answer)
+            else:
+                local = self._local.over_cap
+                forced.extend(
+                    local(
+                        client,
+                        _local_key("iban", canonical_iban(iban)),
+                        _local_key("name", canonical_name(n)),
+                        now,
+                    )
+                    for iban, n in chunk
+                )
+        self.forced += sum(forced)
         return forced

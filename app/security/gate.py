@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import msgspec
 
 from app.problems import ProblemError
 from app.security.audit import AuditTrail
+from app.security.audit_process import AuditProcess
 from app.security.devkeys import DEV_AUDIENCE, DEV_ISSUER, dev_jwks, ensure_dev_audit_key, mint_dev_token
 from app.security.enumeration import EnumerationGuard
 from app.security.jwks import JwksCache, JwksError, fetcher_for
@@ -97,7 +98,7 @@ class SecurityGate:
         jwks: JwksCache | None,
         limiter: RateLimiter,
         guard: EnumerationGuard,
-        trail: AuditTrail | None,
+        trail: AuditTrail | AuditProcess | None,
         redis_backend: RedisBackend | None = None,
     ) -> None:
         self.settings = settings
@@ -177,8 +178,9 @@ class SecurityGate:
             prefix=settings.redis_prefix,
             clock=clock,
         )
+        writer = AuditProcess if settings.audit_writer == "process" else AuditTrail
         trail = (
-            AuditTrail(
+            writer(
                 settings.audit_path,
                 key,
                 queue_size=settings.audit_queue_size,
@@ -272,6 +274,10 @@ class SecurityGate:
     def enumeration_guard(self, principal: Principal, iban: str, name: str) -> bool:
         """True: this client tried too many distinct names on this IBAN — answer NOAP, audit forced=True."""
         return self._guard.over_cap(principal.client_id, iban, name)
+
+    def enumeration_guard_many(self, principal: Principal, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """``enumeration_guard`` for each (iban, name) of a bulk request, in order."""
+        return self._guard.over_cap_many(principal.client_id, pairs)
 
     # -- audit ----------------------------------------------------------------------------------
     def audit(

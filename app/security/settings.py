@@ -18,6 +18,7 @@ import msgspec
 from app.settings import LOOPBACK_HOSTS, SettingsError, struct_from_env
 
 MIN_AUDIT_KEY_CHARS = 32
+AUDIT_WRITERS = ("process", "thread")
 
 
 class SecuritySettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,7 +58,9 @@ class SecuritySettings(msgspec.Struct, frozen=True, kw_only=True):
     audit_dir: str | None = None
     # Audit key (>= 32 characters): HMAC for pseudonyms and the line MACs; unset on loopback: dev key file.
     audit_key: str | None = None
-    # Bounded queue between request handlers and the writer thread; full: block this long, then drop.
+    # Who seals the lines: "process" (a child process per worker, off the worker's GIL) or "thread".
+    audit_writer: str = "process"
+    # Bounded queue between request handlers and the writer; full: block this long, then drop.
     audit_queue_size: int = 65_536
     audit_block_s: float = 0.005
     # Start a new file once the current one exceeds this size.
@@ -148,6 +151,9 @@ def validate_security_settings(s: SecuritySettings) -> None:
         raise SettingsError(f"VOP_AUDIT_KEY must be at least {MIN_AUDIT_KEY_CHARS} characters")
     if s.audit and s.audit_key is None and not loopback:
         raise SettingsError("VOP_AUDIT_KEY must be set on a non-loopback bind")
+    if s.audit_writer not in AUDIT_WRITERS:
+        choices = ", ".join(AUDIT_WRITERS)
+        raise SettingsError(f"VOP_AUDIT_WRITER must be one of {choices}, not {s.audit_writer!r}")
     if s.audit_queue_size < 1 or s.audit_block_s < 0 or s.audit_rotate_bytes < 4096:
         raise SettingsError(
             "VOP_AUDIT_QUEUE_SIZE >= 1, VOP_AUDIT_BLOCK_S >= 0, VOP_AUDIT_ROTATE_BYTES >= 4096 required"

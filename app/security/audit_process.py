@@ -1,0 +1,402 @@
+"""The audit writer in a child process, so that a worker's GIL pays only for queueing a tuple.
+
+Why: sealing one audit line is ~10 µs of Python (two keyed pseudonyms, the line MAC, the chain hash,
+the JSON encoding; bench/bench_inprocess.py and the note in bench/RESULTS.md). In a writer *thread*
+that time is taken from the request handlers under the GIL, and a thread that holds the GIL delays
+the event loop by up to the interpreter's 5 ms switch interval: both the single-check throughput and
+its p99 paid for it. Here the worker keeps the same bounded deque (``AuditQueue``); a shipper thread
+drains it every 10 ms and hands each batch to the child as one msgpack frame (one C call to encode,
+one pipe write that releases the GIL); the child owns the ``ChainWriter`` and does all the hashing.
+
+Protocol, over the child's stdin and stdout, 4-byte big-endian length + msgpack (msgspec Structs):
+- worker → child: ``Config`` once (the key travels here, never in argv or the environment),
+  then ``Batch`` frames, then ``End`` on an orderly close;
+- child → worker: an ``Ack`` after each batch (records written so far, write errors, new files).
+
+Lifetimes: the child lives as long as its stdin. End of input without ``End`` (the worker was
+killed) closes the chain with ``worker-lost``, so the file still verifies and says what happened.
+The child ignores SIGINT and SIGTERM: a Ctrl-C or a signal to the process group cannot cut the
+trail before the worker has handed everything over. A child that dies is restarted by the worker
+(a new chain, after ``restart_delay_s``); the records it had not acknowledged are counted as dropped
+(conservatively: one written just before the crash but not yet acknowledged counts too), and the new
+chain's first batch writes that count as a ``dropped`` line. While no child runs, records wait in the
+deque and are dropped and counted once it is full, as with a slow disk.
+
+Run as ``python -m app.security.audit_process`` (by ``AuditProcess`` only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from app.security.audit import FSYNC_EVERY_S, WORKER_LOST, AuditQueue, ChainWriter
+
+log = logging.getLogger("vop.security.audit")
+
+# Records per frame: 4096 records are ~0.5 MB of msgpack and ~1 ms to encode (one C call).
+_SHIP_BATCH = 4096
+_HEADER = struct.Struct(">I")
+_MAX_FRAME = 64 * 1024 * 1024
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+Record = tuple[float, str, str, str, str | None, str, str, int, bool]
+
+
+class Config(msgspec.Struct, frozen=True, tag="config"):
+    directory: str
+    key: bytes
+    rotate_bytes: int
+    chain: str
+
+
+class Batch(msgspec.Struct, frozen=True, array_like=True, tag="b"):
+    dropped: int  # records dropped since the previous batch (to be written as a ``dropped`` line)
+    records: list[Record]
+
+
+class End(msgspec.Struct, frozen=True, array_like=True, tag="e"):
+    pass
+
+
+class Ack(msgspec.Struct, frozen=True, array_like=True):
+    written: int  # check lines written by this child so far
+    write_errors: int
+    files: list[str]  # files opened since the previous ack
+
+
+_encoder = msgspec.msgpack.Encoder()
+_config_decoder = msgspec.msgpack.Decoder(Config)
+_frame_decoder = msgspec.msgpack.Decoder(Batch | End)
+_ack_decoder = msgspec.msgpack.Decoder(Ack)
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def _frame(message: msgspec.Struct) -> bytes:
+    payload = _encoder.encode(message)
+    return _HEADER.pack(len(payload)) + payload
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    """``n`` bytes from ``fd``; None at end of input before the first byte; ProtocolError if cut."""
+    chunks: list[bytes] = []
+    got = 0
+    while got < n:
+        chunk = os.read(fd, n - got)
+        if not chunk:
+            if got == 0:
+                return None
+            raise ProtocolError(f"input ended inside a frame ({got} of {n} bytes)")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd: int) -> bytes | None:
+    header = _read_exact(fd, _HEADER.size)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > _MAX_FRAME:
+        raise ProtocolError(f"frame of {size} bytes is over the {_MAX_FRAME}-byte limit")
+    body = _read_exact(fd, size)
+    if body is None:
+        raise ProtocolError("input ended after a frame header")
+    return body
+
+
+# -- worker side ----------------------------------------------------------------------------------
+class _Child:
+    """One writer process and the thread that reads its acknowledgements."""
+
+    def __init__(
+        self, directory: Path, key: bytes, rotate_bytes: int, on_file: Callable[[Path], None]
+    ) -> None:
+        self.chain = secrets.token_hex(8)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.security.audit_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
+        self._stdin: IO[bytes] = self.proc.stdin  # type: ignore[assignment]
+        self._stdout: IO[bytes] = self.proc.stdout  # type: ignore[assignment]
+        self._on_file = on_file
+        self.sent = 0
+        self.written = 0
+        self.write_errors = 0
+        self.send(Config(str(directory), key, rotate_bytes, self.chain))
+        self._reader = threading.Thread(target=self._read_acks, name="vop-audit-acks", daemon=True)
+        self._reader.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, message: msgspec.Struct) -> None:
+        """Write one frame (blocks, without the GIL, while the child is behind). OSError: child gone."""
+        self._stdin.write(_frame(message))
+        self._stdin.flush()
+
+    def _read_acks(self) -> None:
+        fd = self._stdout.fileno()
+        try:
+            while (body := _read_frame(fd)) is not None:
+                ack = _ack_decoder.decode(body)
+                for name in ack.files:
+                    self._on_file(Path(name))
+                self.written, self.write_errors = ack.written, ack.write_errors
+        except (OSError, ProtocolError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.error("audit writer process: unreadable acknowledgement (%s)", exc)
+
+    def finish(self, timeout_s: float) -> int | None:
+        """Orderly end: ``End``, close its input, wait for it. Returns its exit code (None: killed)."""
+        with contextlib.suppress(OSError):
+            self.send(End())
+        self._close_input()
+        try:
+            code = self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.error("audit writer process did not finish within %.1f s; killing it", timeout_s)
+            self.proc.kill()
+            self.proc.wait()
+            code = None
+        self._reader.join(timeout_s)
+        self._stdout.close()
+        return code
+
+    def reap(self) -> int | None:
+        """After a failed send or an unexpected exit: make sure it is gone, read its last acks."""
+        self._close_input()
+        try:
+            code: int | None = self.proc.wait(1.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            code = None
+        self._reader.join(1.0)
+        self._stdout.close()
+        return code
+
+    def _close_input(self) -> None:
+        with contextlib.suppress(OSError):
+            self._stdin.close()
+
+
+class AuditProcess(AuditQueue):
+    """Same interface as ``AuditTrail`` (``record``, ``close``, ``written``, ``dropped``,
+    ``write_errors``, ``pending``, ``files``), with the writing done by a child process.
+    The child is started here: a worker that cannot start it does not start (OSError)."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        key: bytes | str,
+        *,
+        queue_size: int = 65_536,
+        block_s: float = 0.005,
+        rotate_bytes: int = 256 * 1024 * 1024,
+        clock: Callable[[], float] = time.time,
+        restart_delay_s: float = 1.0,
+    ) -> None:
+        super().__init__(queue_size, block_s, clock)
+        self.directory = Path(directory)
+        self._key = key.encode() if isinstance(key, str) else key
+        self._rotate_bytes = rotate_bytes
+        self._restart_delay_s = restart_delay_s
+        self.files: list[Path] = []
+        self.restarts = 0  # writer processes restarted after dying
+        self._written_before = 0  # by children that have ended
+        self._errors_before = 0
+        self._dropped_shipped = 0
+        self._next_spawn = 0.0
+        self._closed = False
+        self._child: _Child | None = self._spawn()
+        self.chain = self._child.chain
+        self._thread = threading.Thread(target=self._run, name="vop-audit-shipper", daemon=True)
+        self._thread.start()
+
+    # -- counters ---------------------------------------------------------------------------------
+    @property
+    def written(self) -> int:
+        child = self._child
+        return self._written_before + (child.written if child else 0)
+
+    @property
+    def write_errors(self) -> int:
+        child = self._child
+        return self._errors_before + (child.write_errors if child else 0)
+
+    @property
+    def pending(self) -> int:
+        child = self._child
+        return len(self._buffer) + (child.sent - child.written if child else 0)
+
+    @property
+    def child_pid(self) -> int | None:
+        child = self._child
+        return child.proc.pid if child is not None else None
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Hand over everything queued, let the child close the chain (``shutdown``), wait for it."""
+        if self._closed:
+            return
+        self._closed = True
+        self._request_stop()
+        self._thread.join(timeout=timeout_s)
+
+    # -- shipper thread ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            batch, stop = self._take(_SHIP_BATCH)
+            if batch or self.dropped != self._dropped_shipped:
+                self._ship(batch)
+            if stop:
+                self._finish()
+                return
+
+    def _ship(self, batch: list[Any]) -> None:
+        child = self._child
+        if child is not None and not child.alive:
+            self._retire(child, "exited")
+            child = None
+        if child is None:
+            child = self._respawn()
+            if child is None:
+                self._count_dropped(len(batch))
+                return
+        dropped = self.dropped - self._dropped_shipped
+        try:
+            child.send(Batch(dropped, batch))
+        except OSError as exc:
+            self._count_dropped(len(batch))
+            self._retire(child, f"refused a batch ({exc})")
+            return
+        child.sent += len(batch)
+        self._dropped_shipped += dropped
+
+    def _finish(self) -> None:
+        child = self._child
+        if child is None:
+            return
+        code = child.finish(timeout_s=10.0)
+        lost = child.sent - child.written
+        if code != 0 or lost:
+            log.error("audit writer process ended with code %s; %d records not confirmed", code, lost)
+            self._count_dropped(lost)
+            self._errors_before += 1
+
+    def _spawn(self) -> _Child:
+        return _Child(self.directory, self._key, self._rotate_bytes, self.files.append)
+
+    def _respawn(self) -> _Child | None:
+        if time.monotonic() < self._next_spawn:
+            return None
+        try:
+            child = self._spawn()
+        except OSError as exc:
+            log.error("audit writer process could not be started: %s", exc)
+            self._errors_before += 1
+            self._next_spawn = time.monotonic() + self._restart_delay_s
+            return None
+        self.restarts += 1
+        self.chain = child.chain
+        self._child = child
+        log.warning("audit writer process restarted: new chain %s", child.chain)
+        return child
+
+    def _retire(self, child: _Child, why: str) -> None:
+        code = child.reap()
+        lost = max(child.sent - child.written, 0)
+        self._count_dropped(lost)
+        self._written_before += child.written
+        self._errors_before += child.write_errors + 1
+        self._child = None
+        self._next_spawn = time.monotonic() + self._restart_delay_s
+        log.error(
+            "audit writer process %s (exit code %s): chain %s left open, %d records lost; "
+            "restarting in %.1f s",
+            why, code, child.chain, lost, self._restart_delay_s,
+        )  # fmt: skip
+
+
+# -- child side -----------------------------------------------------------------------------------
+def _send_ack(fd: int, writer: ChainWriter, errors: int, announced: int) -> int:
+    files = [str(p) for p in writer.files[announced:]]
+    with contextlib.suppress(OSError):  # the worker is gone: keep writing until end of input
+        os.write(fd, _frame(Ack(writer.written, errors, files)))
+    return len(writer.files)
+
+
+def serve(in_fd: int, out_fd: int) -> int:
+    """The child's loop: read frames from ``in_fd`` until ``End`` or end of input."""
+    first = _read_frame(in_fd)
+    if first is None:
+        return 0
+    config = _config_decoder.decode(first)
+    writer = ChainWriter(config.directory, config.key, rotate_bytes=config.rotate_bytes, chain=config.chain)
+    dropped = errors = announced = 0
+    reason = WORKER_LOST
+    try:
+        while True:
+            ready, _, _ = select.select([in_fd], [], [], FSYNC_EVERY_S)
+            if not ready:
+                writer.sync()  # idle: what was flushed in the last second reaches the disk
+                continue
+            body = _read_frame(in_fd)
+            if body is None:
+                break
+            frame = _frame_decoder.decode(body)
+            if isinstance(frame, End):
+                reason = "shutdown"
+                break
+            dropped += frame.dropped
+            try:
+                writer.write(frame.records, dropped)
+            except Exception:
+                errors += 1
+                log.exception("writing %d audit records failed", len(frame.records))
+            announced = _send_ack(out_fd, writer, errors, announced)
+    except (ProtocolError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.error("unreadable frame from the worker: %s", exc)
+        reason = "protocol-error"
+    try:
+        writer.close(reason)
+    except Exception:
+        log.exception("closing the audit chain failed")
+        return 1
+    _send_ack(out_fd, writer, errors, announced)
+    return 0 if reason != "protocol-error" else 2
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="vop-audit-writer %(levelname)s %(message)s"
+    )
+    return serve(sys.stdin.fileno(), sys.stdout.fileno())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
