@@ -158,7 +158,7 @@ def bulk_handler(services: Services) -> ASGIApp:
                 if headers.content_length > limit:
                     raise too_large(limit)
                 principal = security.authenticate(scope["headers"], scope.get("client"), SCOPE_BULK)
-                body = await read_body(receive, limit, started + deadline_s)
+                body = await read_body(receive, limit, started + deadline_s, headers.content_length)
                 try:
                     request = _bulk_decoder.decode(body)
                 except (msgspec.ValidationError, msgspec.DecodeError) as exc:

@@ -102,7 +102,7 @@ def verification_handler(services: Services) -> ASGIApp:
                 if wait is not None:
                     metrics.rate_limited()
                     raise rate_limited(wait)
-                body = await read_body(receive, limit, started + deadline_s)
+                body = await read_body(receive, limit, started + deadline_s, headers.content_length)
                 try:
                     request = _decoder.decode(body)
                 except (msgspec.ValidationError, msgspec.DecodeError) as exc:

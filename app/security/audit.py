@@ -17,7 +17,8 @@ queue was full; written, and chained, as soon as the writer catches up), ``close
 Writing is asynchronous: ``record()`` puts a tuple on a bounded queue (``AuditQueue``) and returns; a
 ``ChainWriter`` does hashing, encoding, chaining and file I/O, flushing each batch and fsync-ing at
 most once a second (and at rotation and shutdown). It runs in a thread (``AuditTrail``, here) or in a
-child process (``app.security.audit_process.AuditProcess``, the default: off the worker's GIL). Queue full: wait up to ``block_s``, then drop the record and count it
+child process (``app.security.audit_process.AuditProcess``, the default: off the worker's GIL).
+Queue full: wait up to ``block_s``, then drop the record and count it
 (``dropped``); the count also goes into the chain as a ``dropped`` line.
 """
 
