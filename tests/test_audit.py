@@ -283,3 +283,20 @@ def test_close_flushes_everything(tmp_path: Path, writer: Writer) -> None:
     assert trail.written == 5000
     assert trail.dropped == 0
     assert verify_audit_files(trail.files, KEY).checks == 5000
+
+
+def test_record_many_keeps_order_and_applies_the_full_queue_policy(tmp_path: Path, writer: Writer) -> None:
+    trail = writer(tmp_path / "audit", KEY, queue_size=10, block_s=0.001)
+    entries = [(IBANS[i % 3], NAMES[i % 3], "MTCH", "exact", False) for i in range(25)]
+    trail.record_many(request_id="bulk-1", client_id="c", index_version=4, entries=entries)
+    trail.close()
+    assert trail.written + trail.dropped == 25
+    assert trail.written >= 10  # whatever fitted (and what the writer took meanwhile) was kept
+    report = verify_audit_files(trail.files, KEY)
+    assert report.ok, report.render()
+    assert (report.checks, report.dropped) == (trail.written, trail.dropped)
+    lines = [json.loads(line) for p in trail.files for line in lines_of(p)]
+    checks = [r for r in lines if r["t"] == "check"]
+    pseudonyms = Pseudonymiser(KEY.encode())
+    assert [r["iban"] for r in checks] == [pseudonyms.iban(e[0]) for e in entries[: len(checks)]]
+    assert {r["rid"] for r in checks} == {"bulk-1"}

@@ -270,7 +270,9 @@ def test_no_mixed_state_during_swaps(
     client = connect(redis_server.url)
     rows = [person(i, "Gen Zero") for pair in pairs for i in pair]
     write_accounts(client, accounts_table(rows))
-    settings = msgspec_replace(FAST, compact_max_entries=15, batch_size=1)  # split pairs; compactions
+    # batch_size 1 splits the pairs across rounds; compactions swap bases under the readers; no
+    # backlog publish (max_settle_s), which by design may show an intermediate state.
+    settings = msgspec_replace(FAST, compact_max_entries=15, batch_size=1, max_settle_s=60.0)
     src, holder = source_factory(redis_server.url, settings)
     assert src.wait_ready(10)
     stop = threading.Event()
@@ -289,6 +291,9 @@ def test_no_mixed_state_during_swaps(
                 outcomes = verify(idx, [Check(a, ra.names[0]), Check(b, ra.names[0])])  # type: ignore[arg-type]
                 if {o.code for o in outcomes} != {"MTCH"}:
                     problems.append(f"verify v{idx.version}")
+            # A pass over the pairs is ~20 requests' worth of reads; the service's event loop lets
+            # go of the GIL between requests too (else the follower waits 5 ms per GIL hand-off).
+            time.sleep(0)
 
     readers = [threading.Thread(target=hammer) for _ in range(2)]
     for t in readers:
@@ -304,6 +309,8 @@ def test_no_mixed_state_during_swaps(
         pipe.execute()
         if g % 3 == 0:
             time.sleep(0.002)  # let the follower publish many versions, not one
+        if g % 10 == 0:  # and make sure it does, however slow it is next to the readers
+            wait_for(lambda g=g: src.status().changes_applied == 2 * g, what=f"generation {g}")
     wait_for(lambda: src.status().changes_applied == 2 * gens, what="all changes")
     wait_for(lambda: src.status().compactions >= 1, what="a compaction swap")
     stop.set()

