@@ -90,6 +90,8 @@ def test_sampled_gauges_index_breaker_audit_load() -> None:
     breaker = CircuitBreaker("redis", failure_threshold=1)
     m.track_breaker(breaker)
     m.track_audit_backlog(lambda: 12)
+    audit = {"audit_dropped": 3, "audit_write_errors": 1, "audit_writer_restarts": 1}
+    m.track_audit_counters(lambda: audit)
     gate = {"in_flight": 4, "shed": 2}
     m.track_load(lambda: gate["in_flight"], lambda: gate["shed"])
     text = m.render().decode()
@@ -106,6 +108,12 @@ def test_sampled_gauges_index_breaker_audit_load() -> None:
     assert value(text, "vop_circuit_breaker_state", breaker="redis") == 2
     assert value(text, "vop_circuit_breaker_opened_total", breaker="redis") == 1
     assert value(text, "vop_audit_backlog") == 12
+    assert value(text, "vop_audit_dropped_total") == 3
+    assert value(text, "vop_audit_write_errors_total") == 1
+    assert value(text, "vop_audit_writer_restarts_total") == 1
+    audit["audit_dropped"] = 10  # cumulative in the trail: the counter follows, never double-counts
+    assert value(m.render().decode(), "vop_audit_dropped_total") == 10
+    assert value(m.render().decode(), "vop_audit_dropped_total") == 10
     assert value(text, "vop_http_requests_in_flight") == 4
     assert value(text, "vop_http_shed_total", reason="overload") == 2
     gate["shed"] = 5

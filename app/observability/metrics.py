@@ -31,7 +31,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -120,6 +120,9 @@ METRIC_NAMES: Final = (
     "vop_circuit_breaker_state",
     "vop_circuit_breaker_opened_total",
     "vop_audit_backlog",
+    "vop_audit_dropped_total",
+    "vop_audit_write_errors_total",
+    "vop_audit_writer_restarts_total",
     "vop_ready",
     "vop_draining",
 )
@@ -314,6 +317,20 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.audit_dropped = Counter(
+            "vop_audit_dropped",
+            "Audit records lost (queue full, or held by a writer process that died); each loss is "
+            "also a chained 'dropped' line.",
+            registry=r,
+        )
+        self.audit_write_errors = Counter(
+            "vop_audit_write_errors",
+            "Audit write failures (file errors, writer processes that died).",
+            registry=r,
+        )
+        self.audit_writer_restarts = Counter(
+            "vop_audit_writer_restarts", "Audit writer processes restarted after dying.", registry=r
+        )
         self.ready_gauge = Gauge(
             "vop_ready",
             "1 when /readyz answers 200 (lowest over workers).",
@@ -355,6 +372,8 @@ class Metrics:
         self._status: Callable[[], SourceStatusLike | None] | None = None
         self._readiness: ReadinessLike | None = None
         self._audit: Callable[[], int] | None = None
+        self._audit_counters: Callable[[], Mapping[str, int]] | None = None
+        self._last_audit: dict[str, int] = {}
         self._breakers: list[CircuitBreaker] = []
         self._last_version: int | None = None
         self._last_status: tuple[int, int, int] | None = None
@@ -465,6 +484,11 @@ class Metrics:
     def track_audit_backlog(self, backlog: Callable[[], int]) -> None:
         self._audit = backlog
 
+    def track_audit_counters(self, counters: Callable[[], Mapping[str, int]]) -> None:
+        """Sample the audit trail's cumulative counters (``SecurityGate.metrics``: ``audit_dropped``,
+        ``audit_write_errors``, ``audit_writer_restarts``) into the counters of the same names."""
+        self._audit_counters = counters
+
     def track_readiness(self, readiness: ReadinessLike) -> None:
         self._readiness = readiness
 
@@ -487,6 +511,18 @@ class Metrics:
             self.breaker_state.labels(breaker.name).set(int(breaker.state))
         if self._audit is not None:
             self.audit_backlog.set(self._audit())
+        if self._audit_counters is not None:
+            values = self._audit_counters()
+            for key, counter in (
+                ("audit_dropped", self.audit_dropped),
+                ("audit_write_errors", self.audit_write_errors),
+                ("audit_writer_restarts", self.audit_writer_restarts),
+            ):
+                now_value = int(values.get(key, 0))
+                last = self._last_audit.get(key, 0)
+                if now_value > last:
+                    counter.inc(now_value - last)
+                self._last_audit[key] = max(now_value, last)
         if self._readiness is not None:
             self.ready_gauge.set(1 if self._readiness.is_ready() else 0)
             self.draining_gauge.set(1 if self._readiness.draining else 0)
