@@ -254,6 +254,16 @@ class AuditQueue:
         self._clock = clock
         self._drop_lock = threading.Lock()
         self.dropped = 0  # records lost (full queue, or a writer that died with them)
+        self._closed = False
+        self._thread: threading.Thread  # the writer (or shipper) thread, started by the subclass
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Hand over everything queued, close the chain with a ``close`` line, stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._request_stop()
+        self._thread.join(timeout=timeout_s)
 
     def record(
         self,
@@ -354,7 +364,6 @@ class AuditTrail(AuditQueue):
         self._writer = ChainWriter(directory, key, rotate_bytes=rotate_bytes, clock=clock)
         self.chain = self._writer.chain
         self.write_errors = 0
-        self._closed = False
         self._thread = threading.Thread(target=self._run, name="vop-audit-writer", daemon=True)
         self._thread.start()
 
@@ -369,14 +378,6 @@ class AuditTrail(AuditQueue):
     @property
     def pending(self) -> int:
         return len(self._buffer)
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Write everything queued, close the current file with a ``close`` line, stop the writer."""
-        if self._closed:
-            return
-        self._closed = True
-        self._request_stop()
-        self._thread.join(timeout=timeout_s)
 
     def _run(self) -> None:
         while True:

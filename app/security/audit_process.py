@@ -230,7 +230,6 @@ class AuditProcess(AuditQueue):
         self._errors_before = 0
         self._dropped_shipped = 0
         self._next_spawn = 0.0
-        self._closed = False
         self._child: _Child | None = self._spawn()
         self.chain = self._child.chain
         self._thread = threading.Thread(target=self._run, name="vop-audit-shipper", daemon=True)
@@ -256,14 +255,6 @@ class AuditProcess(AuditQueue):
     def child_pid(self) -> int | None:
         child = self._child
         return child.proc.pid if child is not None else None
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Hand over everything queued, let the child close the chain (``shutdown``), wait for it."""
-        if self._closed:
-            return
-        self._closed = True
-        self._request_stop()
-        self._thread.join(timeout=timeout_s)
 
     # -- shipper thread ---------------------------------------------------------------------------
     def _run(self) -> None:
