@@ -72,8 +72,7 @@ def create_app(
     metrics.track_index(lambda: holder.current, feed.status if feed is not None else None)
     metrics.track_load(lambda: gate.in_flight, lambda: gate.shed)
     metrics.track_readiness(readiness)
-    metrics.track_audit_backlog(lambda: guard.metrics().get("audit_pending", 0))
-    metrics.track_audit_counters(guard.metrics)
+    metrics.track_audit(guard.metrics)
     for breaker in guard.breakers():
         metrics.track_breaker(breaker)
     document = build_openapi()

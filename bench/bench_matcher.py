@@ -21,53 +21,11 @@ import string
 import time
 from collections.abc import Callable
 
+from bench.sample_names import FIRST_NAMES, ORG_WORDS, SURNAMES
 from matching import legal_forms, name_variants, normalize, policy, scorer
 from matching.normalize import prepare_registered
 from matching.policy import decide_names
 
-FIRST = [
-    "Lucía",
-    "Pieter",
-    "Mette",
-    "Anouk",
-    "Mihai",
-    "Sébastien",
-    "Gonçalo",
-    "Siobhán",
-    "Jürgen",
-    "Tomáš",
-    "Ioana",
-    "Björn",
-    "Krzysztof",
-    "Ángela",
-    "Søren",
-    "Zuzana",
-    "Päivi",
-    "Wojciech",
-    "Giuseppe",
-    "László",
-]
-LAST = [
-    "Popescu",
-    "Krüger",
-    "Wiśniewska",
-    "Jørgensen",
-    "Martínez",
-    "Dvořáková",
-    "Weißmann",
-    "Öberg",
-    "Szabó",
-    "Lefèvre",
-    "Ó Briain",
-    "de Vries",
-    "van den Berg",
-    "Müller",
-    "Schäfer",
-    "García",
-    "Nowak",
-    "Esposito",
-]
-ORG = ["Harbour", "Seafoods", "Nordlicht", "Logistik", "Vinhos", "Douro", "Atelier", "Lumière", "Bäckerei"]
 FORMS = [
     ("GmbH", "Gesellschaft mit beschränkter Haftung"),
     ("Sp. z o.o.", "Spółka z ograniczoną odpowiedzialnością"),
@@ -89,7 +47,7 @@ def workload(n: int, seed: int = 7, exact_only: bool = False) -> tuple[list[str]
     for i in range(n):
         roll = 1 if exact_only else i % 10
         if roll < 8:
-            first, last = rng.choice(FIRST), f"{rng.choice(LAST)} {_word(rng)}"
+            first, last = rng.choice(FIRST_NAMES), f"{rng.choice(SURNAMES)} {_word(rng)}"
             reg = f"{first} {last}"
             if roll < 6:
                 q = reg.upper() if roll == 0 else reg
@@ -99,10 +57,10 @@ def workload(n: int, seed: int = 7, exact_only: bool = False) -> tuple[list[str]
                 w[k], w[k + 1] = w[k + 1], w[k]
                 q = f"{first} {''.join(w)}"
             else:
-                q = f"{rng.choice([f for f in FIRST if f != first])} {last}"
+                q = f"{rng.choice([f for f in FIRST_NAMES if f != first])} {last}"
             kinds.append("person")
         else:
-            body = f"{_word(rng)} {rng.choice(ORG)}"
+            body = f"{_word(rng)} {rng.choice(ORG_WORDS)}"
             short, long = rng.choice(FORMS)
             reg = f"{body} {short}"
             q = f"{body} {long}" if roll == 8 else " ".join(reversed(body.split())) + f" {short}"
@@ -151,7 +109,7 @@ def run(total: int, exact_only: bool = False, repeat: int = 3) -> dict[str, obje
     prep_rate = total / (time.perf_counter() - t0)
     results: dict[str, object] = {"prepare_registered_names_per_s": round(prep_rate)}
     rows = []
-    for batch in (1, 64, 1024, 10_000):
+    for batch in _BATCHES:
         n = min(total, 5_000 if batch == 1 else max(batch, total))
         done = (n // batch) * batch
 
@@ -177,12 +135,22 @@ def run(total: int, exact_only: bool = False, repeat: int = 3) -> dict[str, obje
     return results
 
 
+_BATCHES = (1, 64, 1024, 10_000)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="name-matcher micro-benchmark")
-    ap.add_argument("--checks", type=int, default=20_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--checks",
+        type=int,
+        default=20_000,
+        help=f"checks per workload (>= {_BATCHES[-1]}: the largest batch)",
+    )
+    ap.add_argument("--repeat", type=int, default=3, help="runs per measurement, best kept (>= 1)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args(argv)
+    if args.checks < _BATCHES[-1] or args.repeat < 1:
+        ap.error(f"--checks must be at least {_BATCHES[-1]} and --repeat at least 1")
     results = {
         mix: run(args.checks, exact_only=(mix == "exact"), repeat=args.repeat) for mix in ("mixed", "exact")
     }

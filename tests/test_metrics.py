@@ -89,9 +89,8 @@ def test_sampled_gauges_index_breaker_audit_load() -> None:
     m.track_index(lambda: current[0])
     breaker = CircuitBreaker("redis", failure_threshold=1)
     m.track_breaker(breaker)
-    m.track_audit_backlog(lambda: 12)
-    audit = {"audit_dropped": 3, "audit_write_errors": 1, "audit_writer_restarts": 1}
-    m.track_audit_counters(lambda: audit)
+    audit = {"audit_pending": 12, "audit_dropped": 3, "audit_write_errors": 1, "audit_writer_restarts": 1}
+    m.track_audit(lambda: audit)
     gate = {"in_flight": 4, "shed": 2}
     m.track_load(lambda: gate["in_flight"], lambda: gate["shed"])
     text = m.render().decode()

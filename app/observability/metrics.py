@@ -371,7 +371,6 @@ class Metrics:
         self._index: Callable[[], IndexLike | None] | None = None
         self._status: Callable[[], SourceStatusLike | None] | None = None
         self._readiness: ReadinessLike | None = None
-        self._audit: Callable[[], int] | None = None
         self._audit_counters: Callable[[], Mapping[str, int]] | None = None
         self._last_audit: dict[str, int] = {}
         self._breakers: list[CircuitBreaker] = []
@@ -481,12 +480,10 @@ class Metrics:
         self._load_in_flight = in_flight
         self._load_shed = shed
 
-    def track_audit_backlog(self, backlog: Callable[[], int]) -> None:
-        self._audit = backlog
-
-    def track_audit_counters(self, counters: Callable[[], Mapping[str, int]]) -> None:
-        """Sample the audit trail's cumulative counters (``SecurityGate.metrics``: ``audit_dropped``,
-        ``audit_write_errors``, ``audit_writer_restarts``) into the counters of the same names."""
+    def track_audit(self, counters: Callable[[], Mapping[str, int]]) -> None:
+        """Sample the audit trail at scrape time from one mapping (``SecurityGate.metrics``):
+        ``audit_pending`` into the backlog gauge; the cumulative ``audit_dropped``,
+        ``audit_write_errors`` and ``audit_writer_restarts`` into the counters of the same names."""
         self._audit_counters = counters
 
     def track_readiness(self, readiness: ReadinessLike) -> None:
@@ -509,10 +506,9 @@ class Metrics:
             self._update_index(now)
         for breaker in self._breakers:
             self.breaker_state.labels(breaker.name).set(int(breaker.state))
-        if self._audit is not None:
-            self.audit_backlog.set(self._audit())
         if self._audit_counters is not None:
             values = self._audit_counters()
+            self.audit_backlog.set(int(values.get("audit_pending", 0)))
             for key, counter in (
                 ("audit_dropped", self.audit_dropped),
                 ("audit_write_errors", self.audit_write_errors),

@@ -254,6 +254,7 @@ class AuditQueue:
         self._clock = clock
         self._drop_lock = threading.Lock()
         self.dropped = 0  # records lost (full queue, or a writer that died with them)
+        self.restarts = 0  # writer processes restarted after dying (always 0 for the thread writer)
         self._closed = False
         self._thread: threading.Thread  # the writer (or shipper) thread, started by the subclass
 

@@ -225,7 +225,6 @@ class AuditProcess(AuditQueue):
         self._rotate_bytes = rotate_bytes
         self._restart_delay_s = restart_delay_s
         self.files: list[Path] = []
-        self.restarts = 0  # writer processes restarted after dying
         self._written_before = 0  # by children that have ended
         self._errors_before = 0
         self._dropped_shipped = 0

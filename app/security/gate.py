@@ -337,7 +337,7 @@ class SecurityGate:
             "audit_dropped": trail.dropped if trail else 0,
             "audit_write_errors": trail.write_errors if trail else 0,
             "audit_pending": trail.pending if trail else 0,
-            "audit_writer_restarts": getattr(trail, "restarts", 0),
+            "audit_writer_restarts": trail.restarts if trail else 0,
             "rate_limited": self._limiter.limited,
             "enumeration_forced": self._guard.forced,
             "token_verifications": self._tokens.verifications if self._tokens else 0,
