@@ -1,51 +1,29 @@
-"""Small ASGI helpers shared by the ASGI-level routes: headers, bounded body reads, answers."""
+"""A hot-route handler (``app.exchange``) served over ASGI: headers from the scope, bounded body
+reads from ``receive``, the answer through ``send``."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
+from functools import partial
 
-import msgspec
-from litestar.types import Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
-from app.observability.tracing import Span
-from app.problems import PROBLEM_MEDIA_TYPE, ProblemError, echoable_request_id
-from app.timestamps import now_rfc3339_ms
-
-log = logging.getLogger("vop.http")
-JSON = (b"content-type", b"application/json")
-PROBLEM_JSON = (b"content-type", PROBLEM_MEDIA_TYPE.encode())
-encoder = msgspec.json.Encoder()
-
-
-class ClientDisconnectedError(Exception):
-    """The client went away before the body arrived."""
-
-
-class RequestHeaders(msgspec.Struct, gc=False):
-    request_id: str | None = None
-    timestamp: str | None = None
-    content_length: int = -1  # -1: no (valid) Content-Length header
-    authorization: str | None = None
+from app.exchange import ClientDisconnectedError, Handler, RequestHeaders, content_length, too_large
+from app.problems import ProblemError
 
 
 def read_headers(scope: Scope) -> RequestHeaders:
     """One pass over the raw header list (cheaper than building a headers mapping)."""
-    h = RequestHeaders()
-    for name, value in scope["headers"]:
+    raw = scope["headers"]
+    h = RequestHeaders(raw)  # type: ignore[arg-type]
+    for name, value in raw:
         if name == b"x-request-id":
             h.request_id = value.decode("latin-1")
         elif name == b"x-request-timestamp":
             h.timestamp = value.decode("latin-1")
         elif name == b"content-length":
-            h.content_length = int(value) if value.isdigit() else -1
-        elif name == b"authorization":
-            h.authorization = value.decode("latin-1")
+            h.content_length = content_length(value)
     return h
-
-
-def too_large(limit: int) -> ProblemError:
-    return ProblemError("FORMAT_ERROR", f"request body exceeds {limit} bytes", 413)
 
 
 async def read_body(receive: Receive, limit: int, deadline: float, expected: int = -1) -> bytes:
@@ -82,46 +60,21 @@ async def read_body(receive: Receive, limit: int, deadline: float, expected: int
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def response_timestamp() -> str:
-    return now_rfc3339_ms()
+def asgi_route(handler: Handler) -> ASGIApp:
+    """``handler`` as an ASGI app (served by app.fastlane, and registered in Litestar)."""
 
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        answer = await handler(
+            scope.get("method", ""),  # type: ignore[arg-type]
+            read_headers(scope),
+            scope.get("client"),
+            partial(read_body, receive),
+        )
+        if answer is None:
+            return
+        status, headers, body = answer
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
-async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def send_answer(send: Send, body: bytes, request_id: str) -> None:
-    await send_bytes(
-        send,
-        200,
-        body,
-        [
-            JSON,
-            (b"x-request-id", request_id.encode()),
-            (b"x-response-timestamp", response_timestamp().encode()),
-        ],
-    )
-
-
-async def send_problem(send: Send, err: ProblemError, request_id: str | None) -> None:
-    headers = [PROBLEM_JSON, *((k.lower().encode(), v.encode()) for k, v in err.headers.items())]
-    echo = echoable_request_id(request_id)
-    if echo:
-        headers.append((b"x-request-id", echo.encode()))
-    await send_bytes(send, err.status, encoder.encode(err.to_problem()), headers)
-
-
-async def send_failure(send: Send, exc: Exception, request_id: str | None, span: Span, route: str) -> int:
-    """Answer a request that failed with ``exc`` (call it from the ``except`` block); returns the
-    status for the metrics. A ProblemError is its own answer, a client gone gets nothing (499), and
-    anything else is logged with its traceback and answered 500 without internals."""
-    if isinstance(exc, ProblemError):
-        await send_problem(send, exc, request_id)
-        return exc.status
-    if isinstance(exc, ClientDisconnectedError):
-        return 499
-    log.exception("unhandled error on %s", route)
-    span.record_error(exc)
-    await send_problem(send, ProblemError("INTERNAL_ERROR", "internal error", 500), None)
-    return 500
+    return route

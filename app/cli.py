@@ -68,6 +68,7 @@ def _serve(args: argparse.Namespace) -> int:
             "VOP_HOST": settings.host,
             "VOP_PORT": str(settings.port),
             "VOP_WORKERS": str(settings.workers),
+            "VOP_INTERFACE": settings.interface,
             "VOP_INDEX": str(settings.index) if is_redis_url(settings.index) else str(index_path),
             "VOP_INDEX_PREFIX": settings.index_prefix,
             "VOP_PSP_BICS": ",".join(settings.psp_bics),
@@ -86,11 +87,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(curl_example(index_path, settings.replace(index=str(index_path)), token), "\n", flush=True)
     elif token:
         print(f"Token: {token}\n", flush=True)
+    rsgi = settings.interface == "rsgi"
     server = Granian(
-        "app.asgi:app_from_env",
+        "app.rsgi:app_from_env" if rsgi else "app.asgi:app_from_env",
         address=settings.host,
         port=settings.port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI if rsgi else Interfaces.ASGI,
         workers=settings.workers,
         loop=Loops.uvloop,
         factory=True,
@@ -208,6 +210,7 @@ _SERVE_HELP = {
     "host": "bind address",
     "port": "port",
     "workers": "worker processes",
+    "interface": "granian interface, rsgi or asgi",
     "index": "Parquet snapshot or Redis URL; unset: generated demo index",
     "psp_bics": "comma-separated BICs answered for",
     "data_dir": "folder for generated files",

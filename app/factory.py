@@ -128,5 +128,6 @@ def create_app(
     app.state.metrics = metrics
     app.state.tracer = tracer
     app.state.readiness = readiness
-    app.state.fast_routes = {VERIFY_PATH: verify_handler, BULK_PATH: bulk}
+    # The hot routes' handlers, served straight from the server by app.fastlane / app.rsgi.
+    app.state.hot_routes = {VERIFY_PATH: verify_handler, BULK_PATH: bulk}
     return app

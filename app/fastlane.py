@@ -18,6 +18,9 @@ from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from app.asgi_io import asgi_route
+from app.exchange import Handler
+
 
 class FastLane:
     def __init__(self, app: Litestar, routes: Mapping[str, ASGIApp]) -> None:
@@ -38,5 +41,6 @@ class FastLane:
 
 
 def fast_lane(app: Litestar) -> FastLane:
-    """Wrap an app built by ``create_app`` (its hot handlers are in ``app.state.fast_routes``)."""
-    return FastLane(app, app.state.fast_routes)
+    """Wrap an app built by ``create_app`` (its hot handlers are in ``app.state.hot_routes``)."""
+    hot: Mapping[str, Handler] = app.state.hot_routes
+    return FastLane(app, {path: asgi_route(handler) for path, handler in hot.items()})

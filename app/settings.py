@@ -25,6 +25,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
+    # granian's interface to the workers: rsgi (the hot routes natively, the rest through an ASGI
+    # bridge) or asgi. Measured in bench/RESULTS.md.
+    interface: str = "rsgi"
     # Parquet snapshot path or Redis URL (redis://, rediss://, redis+sentinel://host:port/service);
     # unset: a generated demo snapshot under ``data_dir``.
     index: str | None = None
@@ -62,6 +65,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(f"VOP_PORT must be 1-65535, got {self.port}")
         if self.workers < 1:
             raise SettingsError(f"VOP_WORKERS must be at least 1, got {self.workers}")
+        if self.interface not in ("rsgi", "asgi"):
+            raise SettingsError(f"VOP_INTERFACE must be rsgi or asgi, got {self.interface!r}")
         if not self.psp_bics:
             raise SettingsError("VOP_PSP_BICS must name at least one BIC")
         if self.max_body_bytes < 1024:

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import msgspec
 import pyarrow.parquet as pq
 
-from app.asgi_io import encoder
+from app.exchange import encoder
 from app.routes.bulk import answer_bulk, decode_items
 from app.security.devkeys import mint_dev_token
 from app.security.gate import Principal, SecurityGate

@@ -104,8 +104,17 @@ def app(settings: Settings, index: AccountIndex) -> Litestar:
     return create_app(settings, index=index, security=NO_AUTH)
 
 
-@pytest.fixture
-def client(app: Litestar) -> Iterator[TestClient[Litestar]]:
+@pytest.fixture(params=["asgi", "rsgi"])
+def client(app: Litestar, request: pytest.FixtureRequest) -> Iterator[TestClient[Litestar]]:
+    """The app through Litestar's TestClient (ASGI), and the same app as granian's RSGI target
+    (app.rsgi, in process): every API test runs over both interfaces."""
+    if request.param == "rsgi":
+        from app.rsgi import RsgiApp
+        from tests.rsgi_client import RsgiTestClient
+
+        with RsgiTestClient(RsgiApp(app)) as rc:
+            yield rc  # type: ignore[misc]  # the same request/response surface as TestClient
+        return
     with TestClient(app) as c:
         yield c
 

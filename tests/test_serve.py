@@ -25,14 +25,26 @@ from tests.conftest import IBAN_PERSON, accounts_table, now_rfc3339
 
 
 @pytest.mark.slow
-def test_vop_serve_answers_and_stops(tmp_path: Path) -> None:
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+def test_vop_serve_answers_and_stops(tmp_path: Path, interface: str) -> None:
     snap = tmp_path / "snap.parquet"
     write_snapshot(accounts_table(), snap)
     port = free_port()
     env = {**os.environ, "VOP_LOG_LEVEL": "warning", "VOP_DATA_DIR": str(tmp_path)}
     token = mint_dev_token(tmp_path, ("vop:verify",), "REQBDEFFXXX", 600)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--index", str(snap), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--index",
+            str(snap),
+            "--port",
+            str(port),
+            "--interface",
+            interface,
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -66,6 +78,15 @@ def test_vop_serve_answers_and_stops(tmp_path: Path) -> None:
         with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
             assert json.loads(resp.read()) == {"partyNameMatch": "MTCH"}
             assert resp.headers["X-Request-ID"] == rid
+        # A format error, and a route that is not a hot one (through the bridge under RSGI).
+        bad = urllib.request.Request(base + "/vop/v1/payee-verifications", data=b"{", method="POST")  # noqa: S310
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bad, timeout=5)  # noqa: S310
+        assert refused.value.code in (400, 401)
+        assert json.loads(refused.value.read())["code"]
+        with urllib.request.urlopen(base + "/vop/v1/problems/FORMAT_ERROR", timeout=5) as resp:  # noqa: S310
+            assert json.loads(resp.read())["code"] == "FORMAT_ERROR"
+        assert http_status(base + "/metrics") == 200
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -13,17 +13,21 @@ from collections.abc import Sequence
 import msgspec
 from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
-from litestar.types import ASGIApp, Receive, Scope, Send
 
-from app.asgi_io import (
+from app.asgi_io import asgi_route
+from app.backpressure import deadline_exceeded
+from app.exchange import (
+    Answer,
+    BodyReader,
+    Client,
+    Handler,
+    RequestHeaders,
+    answer_failure,
+    answer_json,
+    answered_status,
     encoder,
-    read_body,
-    read_headers,
-    send_answer,
-    send_failure,
     too_large,
 )
-from app.backpressure import deadline_exceeded
 from app.observability.logging import bind_request, clear_request
 from app.problems import ProblemError
 from app.routes.verification import ENUMERATION_NOAP, method_not_allowed, rate_limited
@@ -150,8 +154,8 @@ def _guarded_many(
     return forced
 
 
-def bulk_handler(services: Services) -> ASGIApp:
-    """The raw ASGI handler (served directly by app.fastlane, and registered in Litestar)."""
+def bulk_handler(services: Services) -> Handler:
+    """The route's handler, for either interface (app.asgi_io, app.rsgi_io)."""
     settings, verifier, gate = services.settings, services.verifier, services.load
     security, metrics, tracer = services.security, services.metrics, services.tracer
     limit = settings.bulk_max_body_bytes
@@ -159,22 +163,23 @@ def bulk_handler(services: Services) -> ASGIApp:
     skew = settings.max_clock_skew_s
     deadline_s = settings.deadline_ms / 1000
 
-    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(
+        method: str, headers: RequestHeaders, client: Client, read_body: BodyReader
+    ) -> Answer | None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        headers = read_headers(scope)
         cost = 0
-        status = 500
+        answer: Answer | None = None
         metrics.request_started()
-        with tracer.span("POST " + PATH, scope["headers"], _SPAN_ATTRIBUTES) as span:
+        with tracer.span("POST " + PATH, headers.raw, _SPAN_ATTRIBUTES) as span:
             log_context = bind_request(headers.request_id, span.trace_id or None)
             try:
-                if scope.get("method") != "POST":
+                if method != "POST":
                     raise method_not_allowed()
                 if headers.content_length > limit:
                     raise too_large(limit)
-                principal = security.authenticate(scope["headers"], scope.get("client"), SCOPE_BULK)
-                body = await read_body(receive, limit, started + deadline_s, headers.content_length)
+                principal = security.authenticate(headers.raw, client, SCOPE_BULK)
+                body = await read_body(limit, started + deadline_s, headers.content_length)
                 try:
                     request = _bulk_decoder.decode(body)
                 except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -199,25 +204,26 @@ def bulk_handler(services: Services) -> ASGIApp:
                 if elapsed > deadline_s:
                     metrics.shed("deadline")
                     raise deadline_exceeded(elapsed, deadline_s)
-                await send_answer(send, encoder.encode(response), rid)
-                status = 200
+                answer = answer_json(encoder.encode(response), rid)
                 metrics.observe_bulk(size)
                 metrics.observe_outcomes(outcomes)
                 span.set_attribute("vop.bulk.size", size)
             except Exception as exc:  # every failure is answered; none crashes the worker
-                status = await send_failure(send, exc, headers.request_id, span, PATH)
+                answer = answer_failure(exc, headers.request_id, span, PATH)
             finally:
                 if cost:
                     gate.release(cost)
+                status = answered_status(answer)
                 span.set_attribute("http.response.status_code", status)
                 metrics.request_finished(PATH, status, loop.time() - started)
                 clear_request(log_context)
+        return answer
 
     return handle
 
 
-def bulk_route(handler: ASGIApp) -> ASGIRouteHandler:
-    return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee_bulk")(handler)
+def bulk_route(handler: Handler) -> ASGIRouteHandler:
+    return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee_bulk")(asgi_route(handler))
 
 
 _SPAN_ATTRIBUTES = {"http.route": PATH, "http.request.method": "POST"}

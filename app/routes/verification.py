@@ -20,17 +20,21 @@ import math
 import msgspec
 from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
-from litestar.types import ASGIApp, Receive, Scope, Send
 
-from app.asgi_io import (
+from app.asgi_io import asgi_route
+from app.backpressure import deadline_exceeded
+from app.exchange import (
+    Answer,
+    BodyReader,
+    Client,
+    Handler,
+    RequestHeaders,
+    answer_failure,
+    answer_json,
+    answered_status,
     encoder,
-    read_body,
-    read_headers,
-    send_answer,
-    send_failure,
     too_large,
 )
-from app.backpressure import deadline_exceeded
 from app.microbatch import MicroBatcher
 from app.observability.logging import bind_request, clear_request
 from app.problems import ProblemError
@@ -68,8 +72,8 @@ def guarded(security: SecurityGate, principal: Principal, check: Check) -> bool:
     )
 
 
-def verification_handler(services: Services) -> ASGIApp:
-    """The raw ASGI handler (served directly by app.fastlane, and registered in Litestar)."""
+def verification_handler(services: Services) -> Handler:
+    """The route's handler, for either interface (app.asgi_io, app.rsgi_io)."""
     settings, verifier, gate = services.settings, services.verifier, services.load
     security, metrics, tracer = services.security, services.metrics, services.tracer
     limit = settings.max_body_bytes
@@ -81,28 +85,29 @@ def verification_handler(services: Services) -> ASGIApp:
         else None
     )
 
-    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(
+        method: str, headers: RequestHeaders, client: Client, read_body: BodyReader
+    ) -> Answer | None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        headers = read_headers(scope)
         admitted = False
-        status = 500
+        answer: Answer | None = None
         metrics.request_started()
-        with tracer.span("POST " + PATH, scope["headers"], _SPAN_ATTRIBUTES) as span:
+        with tracer.span("POST " + PATH, headers.raw, _SPAN_ATTRIBUTES) as span:
             log_context = bind_request(headers.request_id, span.trace_id or None)
             try:
-                if scope.get("method") != "POST":
+                if method != "POST":
                     raise method_not_allowed()
                 if headers.content_length > limit:
                     raise too_large(limit)
                 gate.acquire()
                 admitted = True
-                principal = security.authenticate(scope["headers"], scope.get("client"), SCOPE_VERIFY)
+                principal = security.authenticate(headers.raw, client, SCOPE_VERIFY)
                 wait = security.rate_limit(principal)
                 if wait is not None:
                     metrics.rate_limited()
                     raise rate_limited(wait)
-                body = await read_body(receive, limit, started + deadline_s, headers.content_length)
+                body = await read_body(limit, started + deadline_s, headers.content_length)
                 try:
                     request = _decoder.decode(body)
                 except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -130,8 +135,7 @@ def verification_handler(services: Services) -> ASGIApp:
                     request_id=rid, principal=principal, iban=check.iban, name=check.name, code=outcome.code,
                     reason=outcome.reason, index_version=version, forced=forced,
                 )  # fmt: skip
-                await send_answer(send, encoder.encode(to_response(outcome)), rid)
-                status = 200
+                answer = answer_json(encoder.encode(to_response(outcome)), rid)
                 metrics.observe_outcome(outcome)
                 span.set_attributes(
                     {
@@ -141,19 +145,21 @@ def verification_handler(services: Services) -> ASGIApp:
                     }
                 )
             except Exception as exc:  # every failure is answered; none crashes the worker
-                status = await send_failure(send, exc, headers.request_id, span, PATH)
+                answer = answer_failure(exc, headers.request_id, span, PATH)
             finally:
                 if admitted:
                     gate.release()
+                status = answered_status(answer)
                 span.set_attribute("http.response.status_code", status)
                 metrics.request_finished(PATH, status, loop.time() - started)
                 clear_request(log_context)
+        return answer
 
     return handle
 
 
-def verification_route(handler: ASGIApp) -> ASGIRouteHandler:
-    return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee")(handler)
+def verification_route(handler: Handler) -> ASGIRouteHandler:
+    return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee")(asgi_route(handler))
 
 
 _SPAN_ATTRIBUTES = {"http.route": PATH, "http.request.method": "POST"}
