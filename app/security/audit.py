@@ -51,10 +51,6 @@ _MAC_HEX = 64
 _TAIL = len(_MAC_PREFIX) + _MAC_HEX + 2  # ,"mac":"<64 hex>"}
 _BATCH = 1024
 FSYNC_EVERY_S = 1.0
-# The writer wakes this often (or at once when the buffer is half full or on close). Measured: a
-# queue.Queue put that notified the writer on every request cost ~11 µs per request (a thread
-# hand-off each time, under the GIL); an append to a deque drained in batches costs ~0.1 µs.
-_WAKE_EVERY_S = 0.01
 _STOP = object()
 # Close reason of a chain whose worker process vanished (the audit_process child saw end of input).
 WORKER_LOST = "worker-lost"
@@ -244,7 +240,14 @@ class ChainWriter:
 
 class AuditQueue:
     """The request side shared by both writers: ``record()`` appends a tuple to a bounded deque (no
-    lock, no thread hand-off per record); when it is full, wait up to ``block_s``, then drop and count."""
+    lock, no thread hand-off per record); when it is full, wait up to ``block_s``, then drop and count.
+
+    The writer (or shipper) thread wakes every ``WAKE_EVERY_S``, when ``_BATCH`` records wait, when
+    the buffer is half full, or on close. Measured: a queue.Queue put that notified the writer on
+    every request cost ~11 µs per request (a thread hand-off each time, under the GIL); an append
+    to a deque drained in batches costs ~0.1 µs. Every wake takes the GIL from the event loop."""
+
+    WAKE_EVERY_S = 0.01
 
     def __init__(self, queue_size: int, block_s: float, clock: Callable[[], float]) -> None:
         self._buffer: deque[Any] = deque()
@@ -328,7 +331,7 @@ class AuditQueue:
         Returns (records, stop requested)."""
         buffer = self._buffer
         if len(buffer) < _BATCH:  # let records gather: one write and flush per batch
-            self._wake.wait(_WAKE_EVERY_S)
+            self._wake.wait(self.WAKE_EVERY_S)
             self._wake.clear()
         batch: list[Any] = []
         stop = False
