@@ -15,7 +15,7 @@ from app.observability.logging import configure_logging
 from app.security.settings import security_settings_from
 from app.settings import SettingsError, settings_from
 from matching.index import AccountIndex
-from matching.memory import use_system_allocator
+from matching.memory import tune_gc, use_system_allocator
 from matching.sources.parquet import load_index
 
 
@@ -24,6 +24,7 @@ def build_from_env() -> Litestar:
     settings = settings_from()
     configure_logging(settings.log_level)
     use_system_allocator()
+    tune_gc()
     source = settings.index
     if not source:
         raise SettingsError("VOP_INDEX is not set (vop serve sets it to the demo snapshot)")

@@ -93,6 +93,26 @@ def test_bulk_malformed_envelope(client: Client, payload: Any) -> None:
     assert resp.json()["code"] == "FORMAT_ERROR"
 
 
+@pytest.mark.parametrize("raw", [b"{", b'{"checks": [{"party": ', b"\xff\xfe", b'{"checks": [1, 2] '])
+def test_bulk_body_that_is_not_json(client: Client, raw: bytes) -> None:
+    resp = client.post(BULK, content=raw, headers=headers())
+    assert resp.status_code == 400
+    assert resp.json()["code"] == "FORMAT_ERROR"
+
+
+def test_bulk_item_errors_keep_their_place_when_the_typed_pass_fails(client: Client) -> None:
+    # One item of the wrong shape makes the one-pass typed decode fail; the rest are still answered.
+    resp = client.post(
+        BULK, json={"checks": [body(), {"party": 1}, body("Max Mustermen")]}, headers=headers()
+    )
+    results = resp.json()["results"]
+    assert resp.status_code == 200
+    assert results[0] == {"partyNameMatch": "MTCH"}
+    assert results[1]["error"]["code"] == "FORMAT_ERROR"
+    assert results[1]["error"]["detail"].startswith("item 1:")
+    assert results[2]["partyNameMatch"] == "CMTC"
+
+
 def test_bulk_needs_request_headers(client: Client) -> None:
     h = headers()
     del h["X-Request-Timestamp"]

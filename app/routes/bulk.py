@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Annotated
 
 import msgspec
 from litestar import asgi
@@ -44,19 +45,27 @@ _item_decoder = msgspec.json.Decoder(VerificationRequest)
 
 
 class _TypedBulk(msgspec.Struct, frozen=True):
-    checks: list[VerificationRequest]
+    checks: Annotated[list[VerificationRequest], msgspec.Meta(min_length=1)]
 
 
 _typed_decoder = msgspec.json.Decoder(_TypedBulk)
 
 
-def decode_items(body: bytes, envelope: BulkRequest) -> list[VerificationRequest | msgspec.Raw]:
-    """Every item decoded in one pass when the whole body is well-formed (measured: ~2x faster
-    than item by item); otherwise the raw items, decoded one by one so each error stays its own."""
+def decode_bulk(body: bytes) -> list[VerificationRequest | msgspec.Raw]:
+    """The items of a bulk body. A well-formed body is decoded in one typed pass (measured: ~2x
+    faster than item by item, and one pass instead of two); otherwise the envelope is decoded with
+    raw items, which ``answer_bulk`` decodes one by one so each error stays its own. A malformed
+    envelope (not JSON, no ``checks``, an empty list) is a FORMAT_ERROR for the whole request."""
     try:
         return list(_typed_decoder.decode(body).checks)
     except msgspec.ValidationError:
-        return list(envelope.checks)
+        pass
+    except msgspec.DecodeError as exc:
+        raise ProblemError("FORMAT_ERROR", str(exc)) from None
+    try:
+        return list(_bulk_decoder.decode(body).checks)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ProblemError("FORMAT_ERROR", str(exc)) from None
 
 
 def answer_bulk(
@@ -180,11 +189,8 @@ def bulk_handler(services: Services) -> Handler:
                     raise too_large(limit)
                 principal = security.authenticate(headers.raw, client, SCOPE_BULK)
                 body = await read_body(limit, started + deadline_s, headers.content_length)
-                try:
-                    request = _bulk_decoder.decode(body)
-                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                    raise ProblemError("FORMAT_ERROR", str(exc)) from None
-                size = len(request.checks)
+                items = decode_bulk(body)
+                size = len(items)
                 if size > max_items:
                     raise ProblemError(
                         "FORMAT_ERROR", f"bulk request has {size} checks; the limit is {max_items}", 413
@@ -197,9 +203,7 @@ def bulk_handler(services: Services) -> Handler:
                     raise rate_limited(wait)
                 gate.acquire(size)
                 cost = size
-                response, outcomes = answer_bulk(
-                    verifier, decode_items(body, request), security, principal, rid
-                )
+                response, outcomes = answer_bulk(verifier, items, security, principal, rid)
                 elapsed = loop.time() - started
                 if elapsed > deadline_s:
                     metrics.shed("deadline")
