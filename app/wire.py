@@ -18,39 +18,39 @@ IdText = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 MatchCode = Literal["MTCH", "CMTC", "NMTC", "NOAP"]
 
 
-class FinancialInstitutionId(msgspec.Struct, frozen=True):
+class FinancialInstitutionId(msgspec.Struct, frozen=True, gc=False):
     bicfi: Annotated[str, msgspec.Meta(min_length=1, max_length=11)]
 
 
-class Agent(msgspec.Struct, frozen=True, rename="camel"):
+class Agent(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     financial_institution_id: FinancialInstitutionId
 
 
-class OtherId(msgspec.Struct, frozen=True, rename="camel"):
+class OtherId(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     identification: IdText
     scheme_name_code: Annotated[str, msgspec.Meta(min_length=1, max_length=35)]
 
 
-class OrganisationId(msgspec.Struct, frozen=True, rename={"any_bic": "anyBIC"}):
+class OrganisationId(msgspec.Struct, frozen=True, gc=False, rename={"any_bic": "anyBIC"}):
     lei: Annotated[str, msgspec.Meta(min_length=1, max_length=20)] | None = None
     any_bic: Annotated[str, msgspec.Meta(min_length=1, max_length=11)] | None = None
     others: Annotated[list[OtherId], msgspec.Meta(min_length=1, max_length=10)] | None = None
 
 
-class PartyIdentification(msgspec.Struct, frozen=True, rename="camel"):
+class PartyIdentification(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     organisation_id: OrganisationId
 
 
-class Party(msgspec.Struct, frozen=True):
+class Party(msgspec.Struct, frozen=True, gc=False):
     name: NameText | None = None
     identification: PartyIdentification | None = None
 
 
-class PartyAccount(msgspec.Struct, frozen=True):
+class PartyAccount(msgspec.Struct, frozen=True, gc=False):
     iban: Annotated[str, msgspec.Meta(min_length=1, max_length=34)]
 
 
-class VerificationRequest(msgspec.Struct, frozen=True, rename="camel"):
+class VerificationRequest(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     """``POST /vop/v1/payee-verifications`` body: the payee as the payer typed it."""
 
     party: Party
@@ -59,7 +59,7 @@ class VerificationRequest(msgspec.Struct, frozen=True, rename="camel"):
     requesting_agent: Agent
 
 
-class VerificationResponse(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
+class VerificationResponse(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, rename="camel"):
     """Exactly one of ``partyNameMatch`` / ``partyIdMatch``; ``matchedName`` iff ``CMTC``."""
 
     party_name_match: MatchCode | None = None
@@ -67,7 +67,7 @@ class VerificationResponse(msgspec.Struct, frozen=True, omit_defaults=True, rena
     matched_name: str | None = None
 
 
-class BulkRequest(msgspec.Struct, frozen=True):
+class BulkRequest(msgspec.Struct, frozen=True, gc=False):
     """``POST /vop/v1/payee-verifications/bulk``: single-check bodies, answered in order.
 
     Items stay raw here and are decoded one by one, so a malformed item fails alone."""
@@ -75,7 +75,7 @@ class BulkRequest(msgspec.Struct, frozen=True):
     checks: Annotated[list[msgspec.Raw], msgspec.Meta(min_length=1)]
 
 
-class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+class Problem(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """RFC 9457 problem details carrying the scheme's error ``code``."""
 
     type: str
@@ -94,7 +94,7 @@ REQUEST_EXAMPLE = {
 }
 
 
-class BulkResult(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
+class BulkResult(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, rename="camel"):
     """One bulk item: the single-check answer fields, or ``error`` with that item's problem."""
 
     party_name_match: MatchCode | None = None
@@ -103,5 +103,5 @@ class BulkResult(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"
     error: Problem | None = None
 
 
-class BulkResponse(msgspec.Struct, frozen=True):
+class BulkResponse(msgspec.Struct, frozen=True, gc=False):
     results: list[BulkResult]

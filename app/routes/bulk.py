@@ -44,7 +44,7 @@ _bulk_decoder = msgspec.json.Decoder(BulkRequest)
 _item_decoder = msgspec.json.Decoder(VerificationRequest)
 
 
-class _TypedBulk(msgspec.Struct, frozen=True):
+class _TypedBulk(msgspec.Struct, frozen=True, gc=False):
     checks: Annotated[list[VerificationRequest], msgspec.Meta(min_length=1)]
 
 
