@@ -37,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     runtime = prepare_runtime_dir()
     from granian import Granian
-    from granian.constants import Interfaces, Loops
+    from granian.constants import Interfaces, Loops, RuntimeModes
 
     from app.demo import curl_example, ensure_demo_snapshot
     from app.index_config import is_redis_url
@@ -94,7 +94,11 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         interface=Interfaces.RSGI if rsgi else Interfaces.ASGI,
         workers=settings.workers,
-        loop=Loops.uvloop,
+        loop=Loops(settings.loop),
+        runtime_threads=settings.runtime_threads,
+        runtime_mode=RuntimeModes(settings.runtime_mode),
+        backlog=settings.backlog,
+        backpressure=settings.backpressure or None,
         factory=True,
         log_level=settings.log_level,  # type: ignore[arg-type]
         log_dictconfig=granian_log_dictconfig(settings.log_level),
@@ -211,6 +215,11 @@ _SERVE_HELP = {
     "port": "port",
     "workers": "worker processes",
     "interface": "granian interface, rsgi or asgi",
+    "runtime_threads": "granian Rust runtime threads per worker",
+    "runtime_mode": "granian runtime mode: auto, st or mt",
+    "loop": "event loop: uvloop or asyncio",
+    "backlog": "listen backlog",
+    "backpressure": "connections a worker serves at once (0: backlog / workers)",
     "index": "Parquet snapshot or Redis URL; unset: generated demo index",
     "psp_bics": "comma-separated BICs answered for",
     "data_dir": "folder for generated files",

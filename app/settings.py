@@ -59,6 +59,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # unchanged at 1 connection; so on by default.
     microbatch_ms: float = 0.5
     microbatch_max: int = 256
+    # granian's own knobs, per worker (measured in bench/RESULTS.md, "granian settings"): Rust
+    # runtime threads and mode (auto: st for RSGI with one thread), the event loop, the listen
+    # backlog, and backpressure (connections a worker takes on at once; 0: backlog / workers).
+    runtime_threads: int = 1
+    runtime_mode: str = "auto"
+    loop: str = "uvloop"
+    backlog: int = 1024
+    backpressure: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -83,6 +91,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("VOP_MAX_IN_FLIGHT must be at least 1")
         if not 0 < self.deadline_ms <= 5000:
             raise SettingsError("VOP_DEADLINE_MS must be in (0, 5000] (the scheme's limit is 5 s)")
+        if self.runtime_threads < 1 or self.backlog < 1 or self.backpressure < 0:
+            raise SettingsError(
+                "VOP_RUNTIME_THREADS and VOP_BACKLOG must be at least 1, VOP_BACKPRESSURE at least 0"
+            )
+        if self.runtime_mode not in ("auto", "st", "mt"):
+            raise SettingsError(f"VOP_RUNTIME_MODE must be auto, st or mt, got {self.runtime_mode!r}")
+        if self.loop not in ("uvloop", "asyncio"):
+            raise SettingsError(f"VOP_LOOP must be uvloop or asyncio, got {self.loop!r}")
         if self.microbatch_ms < 0 or self.microbatch_max < 1:
             raise SettingsError("VOP_MICROBATCH_MS must be >= 0 and VOP_MICROBATCH_MAX >= 1")
 

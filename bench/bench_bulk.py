@@ -142,9 +142,11 @@ def _timed(fn: Callable[[], _T]) -> tuple[float, _T]:
 def split(snapshot: Path, body: bytes, repeats: int) -> dict[str, Any]:
     """Median ms per phase of the bulk handler for ``body``, over ``repeats`` runs, in this process."""
     from app.index_holder import IndexHolder  # noqa: PLC0415 (only this step needs the index here)
+    from matching.memory import tune_gc  # noqa: PLC0415
     from matching.sources.parquet import load_index  # noqa: PLC0415
 
     log(f"in-process split: loading {snapshot.name}")
+    tune_gc()  # as in a worker (app.asgi.build_from_env); the swap below freezes the index's objects
     holder = IndexHolder()
     holder.swap(load_index(snapshot))
     verifier = Verifier(holder, [DEMO_BIC])

@@ -31,6 +31,12 @@ def test_unset_flags_fall_through_to_env() -> None:
         ({"VOP_PORT": "0"}, "VOP_PORT must be 1-65535"),
         ({"VOP_WORKERS": "0"}, "VOP_WORKERS"),
         ({"VOP_PSP_BICS": " , "}, "VOP_PSP_BICS"),
+        ({"VOP_INTERFACE": "wsgi"}, "VOP_INTERFACE must be rsgi or asgi"),
+        ({"VOP_RUNTIME_MODE": "fast"}, "VOP_RUNTIME_MODE must be auto, st or mt"),
+        ({"VOP_LOOP": "trio"}, "VOP_LOOP must be uvloop or asyncio"),
+        ({"VOP_RUNTIME_THREADS": "0"}, "VOP_RUNTIME_THREADS"),
+        ({"VOP_BACKLOG": "0"}, "VOP_BACKLOG"),
+        ({"VOP_BACKPRESSURE": "-1"}, "VOP_BACKPRESSURE"),
     ],
 )
 def test_bad_settings_are_one_readable_line(env: dict[str, str], message: str) -> None:
