@@ -45,6 +45,7 @@ class IndexBuildError(ValueError):
 # Below this many rows ``registered`` reads row by row: measured (200k accounts), pyarrow's take()
 # + to_pylist() costs ~90 µs for 2 rows and ~150 µs for 64 (fixed dispatch cost), row-by-row
 # access ~6.5 µs a row; they cross between 16 and 64 rows.
+_SORT_QUERIES_FROM = 256  # batches at least this large are looked up in sorted order
 _TAKE_FROM_ROWS = 32
 
 
@@ -90,7 +91,14 @@ class AccountIndex:
             return np.array([row], dtype=np.int64)
         encoded = [s.encode("ascii", "replace") if len(s) <= width else b"\x00" for s in ibans]
         query = np.array(encoded, dtype=self.keys.dtype)
-        pos = np.searchsorted(self.keys, query)
+        if len(query) >= _SORT_QUERIES_FROM:
+            # Sorted needles walk the keys in order (numpy reuses the last position as a bound):
+            # 10,000 lookups in 1M keys, 12.0 ms unsorted against 6.6 ms with the argsort.
+            order = np.argsort(query, kind="stable")
+            pos = np.empty(len(query), dtype=np.intp)
+            pos[order] = np.searchsorted(self.keys, query[order])
+        else:
+            pos = np.searchsorted(self.keys, query)
         pos_clipped = np.minimum(pos, n - 1)
         found = (pos < n) & (self.keys[pos_clipped] == query)
         return np.where(found, pos_clipped, -1).astype(np.int64)

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import matching.index as mi
 from matching.index import AccountIndex, IndexBuildError
 from matching.sources.parquet import load_index, read_snapshot, write_snapshot
 from tests.conftest import (
@@ -28,6 +29,16 @@ def test_lookup_finds_every_account_and_misses_unknown(index: AccountIndex) -> N
     assert rows[-1] == -1
     assert sorted(rows[:-1]) == list(range(len(ACCOUNTS)))
     assert [index.iban_at(r) for r in rows[:-1]] == ibans
+
+
+def test_large_lookup_in_sorted_order_keeps_request_order(index: AccountIndex) -> None:
+    # Batches from _SORT_QUERIES_FROM up are searched sorted; answers stay in request order.
+    ibans = [a["iban"] for a in ACCOUNTS]
+    batch = [*ibans, IBAN_UNKNOWN, "", IBAN_PERSON + "0000000000000"] * 60
+    assert len(batch) >= mi._SORT_QUERIES_FROM
+    expected = [index.lookup([iban]).tolist()[0] for iban in batch]
+    assert index.lookup(batch).tolist() == expected
+    assert index.lookup(batch[::-1]).tolist() == expected[::-1]
 
 
 def test_lookup_rejects_keys_longer_than_any_iban(index: AccountIndex) -> None:
