@@ -26,7 +26,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8080
     workers: int = 1
     # granian's interface to the workers: rsgi (the hot routes natively, the rest through an ASGI
-    # bridge) or asgi. Measured in bench/RESULTS.md.
+    # bridge; ~1.1x the checks/s of asgi, bench/RESULTS.md) or asgi.
     interface: str = "rsgi"
     # Parquet snapshot path or Redis URL (redis://, rediss://, redis+sentinel://host:port/service);
     # unset: a generated demo snapshot under ``data_dir``.

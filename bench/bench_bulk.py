@@ -237,7 +237,8 @@ def markdown(result: dict[str, Any]) -> str:
             "`app.routes.bulk.decode_bulk` / `answer_bulk` called directly, no HTTP):",
             "",
             "| decode ms | validate ms | verify ms | shape ms | encode ms | security ms (requester, "
-            "enumeration guard, audit) | handler total ms | HTTP p50 ms | rest (ASGI, transfer) ms |",
+            "enumeration guard, audit) | handler total ms | HTTP p50 ms | rest (server interface, "
+            "transfer) ms |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             f"| {_f(s['decode_ms'])} | {_f(s['validate_ms'])} | {_f(s['verify_ms'])} | {_f(s['shape_ms'])} | "
             f"{_f(s['encode_ms'])} | {_f(s['security_ms'])} | {_f(s['handler_total_ms'])} | "
