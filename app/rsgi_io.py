@@ -29,13 +29,35 @@ _RAW = tuple(
 )
 
 
+# granian's header map answers None to get() for a value that is not text (non-ASCII bytes) although
+# the header is there; such a value stands in as one that fails validation, not as a missing header.
+_UNREADABLE = "\ufffd"
+
+
 def read_headers(scope: Scope) -> RequestHeaders:
-    get = scope.headers.get
-    raw = [(key, value.encode("latin-1")) for name, key in _RAW if (value := get(name)) is not None]
+    headers = scope.headers
+    get = headers.get
+    raw = []
+    for name, key in _RAW:
+        value = get(name)
+        if value is not None:
+            raw.append((key, value.encode("latin-1", "replace")))
+        elif name in headers:
+            raw.append((key, b"\xff"))
     length = get("content-length")
     return RequestHeaders(
-        raw, get("x-request-id"), get("x-request-timestamp"), -1 if length is None else content_length(length)
+        raw,
+        _text(headers, "x-request-id"),
+        _text(headers, "x-request-timestamp"),
+        -1 if length is None else content_length(length),
     )
+
+
+def _text(headers: Any, name: str) -> str | None:
+    value: str | None = headers.get(name)
+    if value is None and name in headers:
+        return _UNREADABLE
+    return value
 
 
 def peer(client: str) -> Client:

@@ -18,15 +18,18 @@ from app.rsgi import RsgiApp
 
 
 class Headers:
-    """granian's RSGIHeaders: a read-only map with lower-case names (first value wins on get)."""
+    """granian's RSGIHeaders: a read-only map with lower-case names (first value wins on get).
 
-    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+    A value given as bytes stands for one granian cannot read as text (non-ASCII): as in granian,
+    the name is ``in`` the map, ``get`` answers None and ``items`` leaves it out."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str | bytes]]) -> None:
         self._pairs = [(k.lower(), v) for k, v in pairs]
 
     def get(self, key: str, default: Any = None) -> Any:
         for k, v in self._pairs:
             if k == key:
-                return v
+                return None if isinstance(v, bytes) else v
         return default
 
     def __contains__(self, key: str) -> bool:
@@ -36,10 +39,10 @@ class Headers:
         return [k for k, _ in self._pairs]
 
     def values(self) -> list[str]:
-        return [v for _, v in self._pairs]
+        return [v for _, v in self._pairs if isinstance(v, str)]
 
     def items(self) -> list[tuple[str, str]]:
-        return list(self._pairs)
+        return [(k, v) for k, v in self._pairs if isinstance(v, str)]
 
 
 class Scope:
@@ -139,12 +142,12 @@ class RsgiTestClient:
         *,
         json: Any = None,
         content: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
         chunks: list[bytes] | None = None,
     ) -> httpx.Response:
         """``chunks`` sends the body in pieces without a Content-Length (chunked transfer)."""
         assert self._loop is not None, "use the client as a context manager"
-        pairs = list((headers or {}).items())
+        pairs: list[tuple[str, str | bytes]] = list((headers or {}).items())
         if chunks is None:
             data = jsonlib.dumps(json).encode() if json is not None else content or b""
             data = data.encode() if isinstance(data, str) else data

@@ -205,3 +205,22 @@ def test_hot_routes_answer_as_under_asgi(index: AccountIndex) -> None:
         assert bulk.json()["results"][1]["error"]["code"] == "FORMAT_ERROR"
         assert rsgi.get("/readyz").status_code == 200
         assert rsgi.get(URL).status_code == 405
+
+
+def test_unreadable_header_values_fail_validation_not_presence(index: AccountIndex, tmp_path: Any) -> None:
+    # granian hands a non-ASCII header value over as None although the header was sent.
+    app = create_app(Settings(), index=index, security=NO_AUTH)
+    with RsgiTestClient(RsgiApp(app)) as rsgi:
+        bad_id = rsgi.post(URL, json=body(), headers={**headers(), "X-Request-ID": b"\xc3\xa9"})
+        assert bad_id.status_code == 400
+        assert "must be a UUID" in bad_id.json()["detail"]
+        bad_ts = rsgi.post(URL, json=body(), headers={**headers(), "X-Request-Timestamp": b"\xff"})
+        assert bad_ts.status_code == 400
+        assert bad_ts.json()["code"] == "TIMESTAMP_INVALID"
+    from app.security.settings import SecuritySettings
+
+    secured = create_app(Settings(), index=index, security=SecuritySettings(data_dir=str(tmp_path)))
+    with RsgiTestClient(RsgiApp(secured)) as rsgi:
+        resp = rsgi.post(URL, json=body(), headers={**headers(), "Authorization": b"Bearer \xc3\xa9"})
+        assert resp.status_code == 401
+        assert "Bearer" in resp.json()["detail"]
