@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +85,8 @@ def create_app(
         return document
 
     def start() -> None:
+        # Lifespan start-up runs inside the worker's event loop: audit shipping moves onto it.
+        guard.attach(asyncio.get_running_loop())
         metrics.start()
         if feed is not None:
             feed.start(holder.swap)

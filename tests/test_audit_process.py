@@ -200,3 +200,85 @@ def test_gate_uses_the_configured_writer(tmp_path: Path, writer: str) -> None:
         assert isinstance(gate._trail, expected)
     finally:
         gate.close()
+
+
+# -- shipping from the event loop (AuditProcess.attach) ------------------------------------------
+async def _sleep_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+def test_shipping_from_the_event_loop_writes_everything_and_closes(tmp_path: Path) -> None:
+    import asyncio
+
+    trail = AuditProcess(tmp_path / "audit", KEY)
+    for i in range(50):  # before attach: the shipper thread's
+        record(trail, i)
+
+    async def serve_requests() -> None:
+        trail.attach(asyncio.get_running_loop())
+        assert not trail._thread.is_alive()  # no thread of this process ships any more
+        for i in range(50, 20_050):  # more than a pipe holds: written as the pipe takes it
+            record(trail, i)
+            if i % 1000 == 0:
+                await asyncio.sleep(0)
+        await _sleep_until(lambda: trail.written == 20_050)
+        for i in range(20_050, 20_100):  # still queued at close: shipped by close()
+            record(trail, i)
+        trail.close()
+
+    asyncio.run(serve_requests())
+    assert (trail.written, trail.dropped) == (20_100, 0)
+    report = verify_audit_files(trail.files, KEY)
+    assert report.ok, report.render()
+    assert report.checks == 20_100
+
+
+def test_child_killed_while_shipping_from_the_loop_is_restarted(tmp_path: Path) -> None:
+    import asyncio
+
+    trail = AuditProcess(tmp_path / "audit", KEY, restart_delay_s=0.05)
+
+    async def serve_requests() -> None:
+        trail.attach(asyncio.get_running_loop())
+        for i in range(100):
+            record(trail, i)
+        await _sleep_until(lambda: trail.written == 100)
+        first = trail.child_pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        for i in range(100, 400):
+            record(trail, i)
+            await asyncio.sleep(0.001)
+        await _sleep_until(lambda: trail.restarts == 1 and trail.pending == 0)
+        trail.close()
+
+    asyncio.run(serve_requests())
+    assert trail.written + trail.dropped == 400  # every record is written or counted as lost
+    report = verify_audit_files(trail.files, KEY, allow_open_tail=True)
+    assert report.ok, report.render()
+    assert report.chains == 2
+    assert (report.checks, report.dropped) == (trail.written, trail.dropped)
+
+
+def test_full_queue_while_shipping_from_the_loop_ships_in_place(tmp_path: Path) -> None:
+    # With the loop shipping, a request that finds the queue full cannot wait for a shipper: it
+    # ships right there, for up to block_s (so a large VOP_AUDIT_BLOCK_S still means "never drop").
+    import asyncio
+
+    trail = AuditProcess(tmp_path / "audit", KEY, queue_size=100, block_s=5.0)
+
+    async def burst() -> None:
+        trail.attach(asyncio.get_running_loop())
+        for i in range(5_000):  # no await: only record() itself can make room
+            record(trail, i)
+        trail.close()
+
+    asyncio.run(burst())
+    assert (trail.written, trail.dropped) == (5_000, 0)
+    assert verify_audit_files(trail.files, KEY).ok

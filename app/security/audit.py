@@ -286,9 +286,7 @@ class AuditQueue:
         if len(buffer) >= self._capacity // 2:
             self._wake.set()
             if len(buffer) >= self._capacity:
-                deadline = time.monotonic() + self._block_s
-                while len(buffer) >= self._capacity and time.monotonic() < deadline:
-                    time.sleep(0.0005)
+                self._wait_for_room(1)
                 if len(buffer) >= self._capacity:
                     self._count_dropped(1)
                     return
@@ -313,14 +311,20 @@ class AuditQueue:
         buffer = self._buffer
         if len(buffer) + len(items) >= self._capacity // 2:
             self._wake.set()
-            deadline = time.monotonic() + self._block_s
-            while len(buffer) + len(items) > self._capacity and time.monotonic() < deadline:
-                time.sleep(0.0005)
+            if len(buffer) + len(items) > self._capacity:
+                self._wait_for_room(len(items))
             room = max(self._capacity - len(buffer), 0)
             if room < len(items):
                 self._count_dropped(len(items) - room)
                 items = items[:room]
         buffer.extend(items)
+
+    def _wait_for_room(self, needed: int) -> None:
+        """Wait up to ``block_s`` until ``needed`` more records fit (the writer drains the deque)."""
+        buffer = self._buffer
+        deadline = time.monotonic() + self._block_s
+        while len(buffer) + needed > self._capacity and time.monotonic() < deadline:
+            time.sleep(0.0005)
 
     def _count_dropped(self, n: int) -> None:
         with self._drop_lock:

@@ -4,12 +4,15 @@ Why: sealing one audit line is ~10 µs of Python (two keyed pseudonyms, the line
 the JSON encoding; bench/bench_inprocess.py and the note in bench/RESULTS.md). In a writer *thread*
 that time is taken from the request handlers under the GIL, and a thread that holds the GIL delays
 the event loop by up to the interpreter's 5 ms switch interval: both the single-check throughput and
-its p99 paid for it. Here the worker keeps the same bounded deque (``AuditQueue``); a shipper thread
-drains it every 100 ms (or once 1,024 records wait) and hands each batch to the child as one msgpack
-frame (one C call to encode, one pipe write that releases the GIL); the child owns the
-``ChainWriter`` and does all the hashing. Both the shipper and the ack reader take the GIL from the
-event loop whenever they wake, so they wake rarely: frames and acks every 10 ms cost the worker
-9 % of its single-check throughput against every 100 ms (bench.http, same run).
+its p99 paid for it. Here the worker keeps the same bounded deque (``AuditQueue``) and hands each
+batch to the child as one msgpack frame (one C call to encode); the child owns the ``ChainWriter``
+and does all the hashing. Who ships: in a worker, the event loop itself (``attach``, at app
+start-up): every 100 ms a loop callback frames what is queued and writes it to the pipe without
+blocking, the rest following when the pipe has room, so no thread of the worker wakes to ship
+(measured: 1.07x the checks/s of the shipper thread, bench.http, same run). Before ``attach``, and
+outside an event loop (tools, tests), a shipper thread does the same every 100 ms or once 1,024
+records wait. Every thread wake takes the GIL from the event loop: a shipper and acks every 10 ms
+cost the worker 9 % of its single-check throughput against every 100 ms.
 
 Protocol, over the child's stdin and stdout, 4-byte big-endian length + msgpack (msgspec Structs):
 - worker → child: ``Config`` once (the key travels here, never in argv or the environment),
@@ -31,7 +34,9 @@ Run as ``python -m app.security.audit_process`` (by ``AuditProcess`` only).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import secrets
@@ -54,6 +59,8 @@ log = logging.getLogger("vop.security.audit")
 
 # Records per frame: 4096 records are ~0.5 MB of msgpack and ~1 ms to encode (one C call).
 _SHIP_BATCH = 4096
+_PIPE_BYTES = 1 << 20  # the child's stdin pipe, for shipping from the event loop
+_MAX_BACKLOG_BYTES = 8 << 20  # frames the pipe has not taken; beyond, records wait in the deque
 # The child acknowledges at most this often (and when a file rotates, and when idle). Every ack
 # wakes the worker's reader thread, which takes the GIL from the event loop: with an ack per frame
 # and a frame every 10 ms, the worker served 9 % fewer checks (bench.http, same run) than with
@@ -154,6 +161,7 @@ class _Child:
         self.sent = 0
         self.written = 0
         self.write_errors = 0
+        self._out = bytearray()
         self.send(Config(str(directory), key, rotate_bytes, self.chain))
         self._reader = threading.Thread(target=self._read_acks, name="vop-audit-acks", daemon=True)
         self._reader.start()
@@ -166,6 +174,47 @@ class _Child:
         """Write one frame (blocks, without the GIL, while the child is behind). OSError: child gone."""
         self._stdin.write(_frame(message))
         self._stdin.flush()
+
+    # -- non-blocking writes, for shipping from the event loop ---------------------------------
+    @property
+    def stdin_fd(self) -> int:
+        return self._stdin.fileno()
+
+    @property
+    def backlog(self) -> int:
+        """Bytes handed to ``push`` that the pipe has not taken yet."""
+        return len(self._out)
+
+    def nonblocking(self) -> None:
+        """Switch the pipe to non-blocking writes, with room for ~1 MiB of frames (Linux)."""
+        self._out = bytearray()
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(self.stdin_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        os.set_blocking(self.stdin_fd, False)
+
+    def push(self, message: msgspec.Struct) -> bool:
+        """Queue one frame and write what the pipe takes now. True: nothing is left over.
+        OSError (other than a full pipe): the child is gone."""
+        self._out += _frame(message)
+        return self.drain()
+
+    def drain(self) -> bool:
+        out = self._out
+        while out:
+            try:
+                n = os.write(self.stdin_fd, out)
+            except BlockingIOError:
+                return False
+            del out[:n]
+        return True
+
+    def blocking(self) -> None:
+        """Back to blocking writes (for the orderly end), writing out what ``push`` left over."""
+        os.set_blocking(self.stdin_fd, True)
+        out, self._out = self._out, bytearray()
+        while out:
+            n = os.write(self.stdin_fd, out)
+            del out[:n]
 
     def _read_acks(self) -> None:
         fd = self._stdout.fileno()
@@ -242,6 +291,11 @@ class AuditProcess(AuditQueue):
         self._next_spawn = 0.0
         self._child: _Child | None = self._spawn()
         self.chain = self._child.chain
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by attach(): ship from the loop
+        self._handover = False
+        self._loop_thread = 0
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._writer_fd: int | None = None
         self._thread = threading.Thread(target=self._run, name="vop-audit-shipper", daemon=True)
         self._thread.start()
 
@@ -266,9 +320,131 @@ class AuditProcess(AuditQueue):
         child = self._child
         return child.proc.pid if child is not None else None
 
+    # -- shipping from the event loop -------------------------------------------------------------
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Ship from ``loop`` (the worker's event loop; call it from inside the loop, at start-up)
+        instead of the shipper thread, which ends here. Every 100 ms a loop callback frames what is
+        queued and writes it to the child's pipe without blocking (the rest follows when the pipe
+        has room). Why: a thread that wakes takes the GIL from the event loop; with the shipper
+        thread gone a worker served more checks (bench/RESULTS.md). ``record()`` must then be
+        called from the loop's thread, as the request handlers do."""
+        if self._loop is not None or self._closed:
+            return
+        self._handover = True
+        self._wake.set()
+        self._thread.join()  # it ships what it took, then ends; the rest waits in the deque
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        if self._child is not None:
+            self._child.nonblocking()
+        self._tick_handle = loop.call_later(self.WAKE_EVERY_S, self._tick)
+
+    def _tick(self) -> None:
+        self._tick_handle = None
+        try:
+            self._ship_from_loop()
+        except Exception:  # the trail must keep shipping: log, count, and try again next tick
+            log.exception("audit shipping failed")
+            self._errors_before += 1
+        finally:
+            if not self._closed and self._loop is not None:
+                self._tick_handle = self._loop.call_later(self.WAKE_EVERY_S, self._tick)
+
+    def _ship_from_loop(self) -> None:
+        child = self._child
+        if child is not None and child.backlog > _MAX_BACKLOG_BYTES:
+            return  # the child is behind: records wait in the deque (dropped, counted, when full)
+        buffer = self._buffer
+        while True:
+            batch = [buffer.popleft() for _ in range(min(len(buffer), _SHIP_BATCH))]
+            if not batch and self.dropped == self._dropped_shipped:
+                return
+            self._ship(batch)
+            if len(batch) < _SHIP_BATCH or (self._child is not None and self._child.backlog):
+                return
+
+    def _send(self, child: _Child, message: msgspec.Struct) -> None:
+        """One frame to ``child``: blocking from the shipper thread (or at close), queued and
+        written as the pipe takes it when shipping from the loop. OSError: the child is gone."""
+        if self._loop is None or self._closed:
+            child.send(message)
+            return
+        if not child.push(message) and self._writer_fd is None:
+            self._writer_fd = child.stdin_fd
+            self._loop.add_writer(self._writer_fd, self._on_writable, child)
+
+    def _on_writable(self, child: _Child) -> None:
+        try:
+            done = child.drain()
+        except OSError as exc:
+            done = True
+            if child is self._child:
+                self._retire(child, f"refused a batch ({exc})")
+        if done:
+            self._stop_writer()
+
+    def _stop_writer(self) -> None:
+        if self._writer_fd is not None and self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_writer(self._writer_fd)
+        self._writer_fd = None
+
+    def _wait_for_room(self, needed: int) -> None:
+        """A full queue while shipping from the loop: the loop is this thread, so ship here, for up
+        to ``block_s`` (the full-queue policy of ``AuditQueue``, VOP_AUDIT_BLOCK_S)."""
+        if self._loop is None or self._closed or threading.get_ident() != self._loop_thread:
+            super()._wait_for_room(needed)  # another thread: the loop ships meanwhile
+            return
+        buffer = self._buffer
+        deadline = time.monotonic() + self._block_s
+        while len(buffer) + needed > self._capacity:
+            child = self._child
+            if child is not None and child.backlog:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                select.select([], [child.stdin_fd], [], remaining)
+                try:
+                    child.drain()
+                except OSError as exc:
+                    self._retire(child, f"refused a batch ({exc})")
+                continue
+            before = len(buffer)
+            self._ship([buffer.popleft() for _ in range(min(before, _SHIP_BATCH))])
+            if len(buffer) >= before or time.monotonic() >= deadline:
+                return
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Hand over everything queued, close the chain, end the child (blocking: at shutdown)."""
+        if self._loop is None:
+            super().close(timeout_s)
+            return
+        if self._closed:
+            return
+        self._closed = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        self._stop_writer()
+        child = self._child
+        if child is not None:
+            try:
+                child.blocking()
+            except OSError as exc:
+                self._retire(child, f"refused a batch ({exc})")
+        buffer = self._buffer
+        while buffer or self.dropped != self._dropped_shipped:
+            before = len(buffer)
+            self._ship([buffer.popleft() for _ in range(min(before, _SHIP_BATCH))])
+            if len(buffer) >= before:  # nothing could be shipped (no child): counted as dropped
+                break
+        self._finish()
+
     # -- shipper thread ---------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
+            if self._handover:
+                return
             batch, stop = self._take(_SHIP_BATCH)
             if batch or self.dropped != self._dropped_shipped:
                 self._ship(batch)
@@ -288,7 +464,7 @@ class AuditProcess(AuditQueue):
                 return
         dropped = self.dropped - self._dropped_shipped
         try:
-            child.send(Batch(dropped, batch))
+            self._send(child, Batch(dropped, batch))
         except OSError as exc:
             self._count_dropped(len(batch))
             self._retire(child, f"refused a batch ({exc})")
@@ -323,10 +499,14 @@ class AuditProcess(AuditQueue):
         self.restarts += 1
         self.chain = child.chain
         self._child = child
+        if self._loop is not None and not self._closed:
+            child.nonblocking()
         log.warning("audit writer process restarted: new chain %s", child.chain)
         return child
 
     def _retire(self, child: _Child, why: str) -> None:
+        if self._writer_fd == child.stdin_fd:
+            self._stop_writer()
         code = child.reap()
         lost = max(child.sent - child.written, 0)
         self._count_dropped(lost)

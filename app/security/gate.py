@@ -7,6 +7,7 @@ and a clock read; only a token seen for the first time pays for a signature chec
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -345,6 +346,12 @@ class SecurityGate:
             "redis_failures": self._redis.failures if self._redis else 0,
             "redis_healthy": int(self._redis.healthy) if self._redis else 0,
         }
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run the audit trail's shipping on the worker's event loop (app start-up, inside the loop;
+        ``AuditProcess.attach``): no thread of this process wakes per batch."""
+        if isinstance(self._trail, AuditProcess):
+            self._trail.attach(loop)
 
     def close(self) -> None:
         """Flush and close the audit trail, stop the JWKS refresher, close Redis. Idempotent."""
