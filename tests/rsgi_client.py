@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 from collections.abc import AsyncIterator, Iterable, Mapping
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -129,7 +128,7 @@ class RsgiTestClient:
         self.app.__rsgi_init__(self._loop)
         return self
 
-    def __exit__(self, *exc: object, tb: TracebackType | None = None) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         assert self._loop is not None
         self.app.__rsgi_del__(self._loop)
         self._loop.close()

@@ -162,6 +162,7 @@ class _Child:
         self.written = 0
         self.write_errors = 0
         self._out = bytearray()
+        self._stdin_fd = self._stdin.fileno()  # kept: still comparable after the pipe is closed
         self.send(Config(str(directory), key, rotate_bytes, self.chain))
         self._reader = threading.Thread(target=self._read_acks, name="vop-audit-acks", daemon=True)
         self._reader.start()
@@ -178,7 +179,7 @@ class _Child:
     # -- non-blocking writes, for shipping from the event loop ---------------------------------
     @property
     def stdin_fd(self) -> int:
-        return self._stdin.fileno()
+        return self._stdin_fd
 
     @property
     def backlog(self) -> int:
