@@ -18,6 +18,7 @@ from granian._granian import RSGIProtocolClosed as ProtocolClosed
 from granian._granian import RSGIProtocolError as ProtocolError
 from granian.rsgi import Scope
 
+from app.body_deadlines import BodyDeadlines
 from app.exchange import Client, ClientDisconnectedError, Handler, RequestHeaders, content_length, too_large
 from app.problems import ProblemError
 
@@ -68,16 +69,31 @@ def peer(client: str) -> Client:
     return host.strip("[]"), int(port)
 
 
-async def read_body(protocol: HTTPProtocol, limit: int, deadline: float, expected: int = -1) -> bytes:
-    """The whole body, at most ``limit`` bytes (the caller has refused a larger Content-Length).
+async def read_body(
+    protocol: HTTPProtocol, deadlines: BodyDeadlines, limit: int, deadline: float, expected: int = -1
+) -> bytes:
+    """The whole body, at most ``limit`` bytes (the caller has refused a larger Content-Length),
+    complete by ``deadline`` (event-loop time) or a 408.
 
-    With a Content-Length the server reads exactly that many bytes and hands them over at once,
-    awaited without a timer of its own, as the first chunk under ASGI is (a timer costs ~6 µs a
-    request, measured); a slow sender is bounded by the in-flight gate and the proxy's timeouts.
-    Without one (chunked), the chunks are read under ``deadline`` and the limit."""
+    With a Content-Length the server reads exactly that many bytes and hands them over at once;
+    the deadline is kept by ``deadlines`` (one sweep per loop: a timer per request costs ~6 µs,
+    measured). Without one (chunked), the chunks are read under an ``asyncio.timeout`` and the limit."""
     try:
         if expected >= 0:
-            body = await protocol()
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task(loop)
+            if task is None:  # not in a task (cannot happen under granian): no deadline to keep
+                body = await protocol()
+            else:
+                deadlines.watch(task, deadline, loop)
+                try:
+                    body = await protocol()
+                except asyncio.CancelledError:
+                    if deadlines.expired(task):
+                        raise TimeoutError from None
+                    raise
+                finally:
+                    deadlines.done(task)
             if len(body) > limit:
                 raise too_large(limit)
             return body
@@ -99,9 +115,11 @@ async def read_body(protocol: HTTPProtocol, limit: int, deadline: float, expecte
 def rsgi_route(handler: Handler) -> RSGIRoute:
     """``handler`` as an RSGI HTTP route (served by app.rsgi)."""
 
+    deadlines = BodyDeadlines()
+
     async def route(scope: Scope, protocol: HTTPProtocol) -> None:
         answer = await handler(
-            scope.method, read_headers(scope), peer(scope.client), partial(read_body, protocol)
+            scope.method, read_headers(scope), peer(scope.client), partial(read_body, protocol, deadlines)
         )
         if answer is not None:
             protocol.response_bytes(*answer)

@@ -13,6 +13,7 @@ from litestar import Litestar, Request, get, post
 from litestar.response import Stream
 from litestar.testing import TestClient
 
+from app.body_deadlines import SWEEP_S, BodyDeadlines
 from app.exchange import ClientDisconnectedError
 from app.factory import create_app
 from app.lifespan import Lifespan, LifespanError
@@ -56,7 +57,7 @@ class Stalled(Protocol):
 def read(protocol: Protocol, limit: int = 1000, expected: int = -1, deadline_s: float = 5.0) -> bytes:
     async def go() -> bytes:
         deadline = asyncio.get_running_loop().time() + deadline_s
-        return await read_body(protocol, limit, deadline, expected)  # type: ignore[arg-type]
+        return await read_body(protocol, BodyDeadlines(), limit, deadline, expected)  # type: ignore[arg-type]
 
     return asyncio.run(go())
 
@@ -78,6 +79,44 @@ def test_read_body_limit_deadline_and_disconnect() -> None:
     assert late.value.status == 408
     with pytest.raises(ClientDisconnectedError):
         read(Closed([]), expected=4)
+
+
+class StalledWhole(Protocol):
+    async def __call__(self) -> bytes:  # part of a Content-Length body arrived, then nothing
+        await asyncio.sleep(10)
+        return b""
+
+
+def test_a_stalled_content_length_body_is_a_408_within_its_deadline() -> None:
+    async def go() -> tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        deadlines = BodyDeadlines()
+        started = loop.time()
+        with pytest.raises(ProblemError) as late:
+            await read_body(StalledWhole([]), deadlines, 1000, started + 0.05, 10)  # type: ignore[arg-type]
+        waited = loop.time() - started
+        await asyncio.sleep(0.01)  # the deadline's cancellation was taken back: the task goes on
+        fine = await read_body(Protocol([b"0123456789"]), deadlines, 1000, loop.time() + 5, 10)  # type: ignore[arg-type]
+        assert fine == b"0123456789"
+        return waited, late.value.status
+
+    waited, status = asyncio.run(go())
+    assert status == 408
+    assert 0.05 <= waited < 0.05 + SWEEP_S + 0.2
+
+
+def test_a_cancellation_that_is_not_the_deadline_stays_a_cancellation() -> None:
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.ensure_future(
+            read_body(StalledWhole([]), BodyDeadlines(), 1000, loop.time() + 5, 10)  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(0.01)
+        reader.cancel()  # e.g. the worker shutting down
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+
+    asyncio.run(go())
 
 
 def request(app: Any, method: str, path: str, chunks: list[bytes], **hdrs: str) -> Protocol:
