@@ -12,7 +12,7 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message
 
-_ASGI = {"version": "3.0", "spec_version": "2.3"}
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}  # what these adapters speak
 
 
 class LifespanError(RuntimeError):
@@ -29,7 +29,7 @@ class Lifespan:
 
     async def startup(self) -> None:
         self._inbox, self._outbox = asyncio.Queue(), asyncio.Queue()
-        scope = {"type": "lifespan", "asgi": _ASGI, "state": self.state}
+        scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}
         self._task = asyncio.get_running_loop().create_task(
             self._app(scope, self._inbox.get, self._outbox.put)  # type: ignore[arg-type]
         )

@@ -20,11 +20,11 @@ from granian.rsgi import Scope
 from litestar.types import ASGIApp
 
 from app.exchange import answer_problem
+from app.lifespan import ASGI_VERSION
 from app.problems import ProblemError
 from app.rsgi_io import peer
 
 log = logging.getLogger("vop.http")
-_ASGI = {"version": "3.0", "spec_version": "2.3"}
 
 
 def asgi_scope(scope: Scope, state: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def asgi_scope(scope: Scope, state: dict[str, Any]) -> dict[str, Any]:
     raw_path = scope.path
     return {
         "type": "http",
-        "asgi": _ASGI,
+        "asgi": ASGI_VERSION,
         "http_version": scope.http_version,
         "method": scope.method,
         "scheme": scope.scheme,
@@ -59,7 +59,7 @@ class _Exchange:
         self._status = 500
         self._headers: list[tuple[str, str]] = []
         self._stream: Any = None
-        self._finished: asyncio.Event | None = None
+        self._finished = asyncio.Event()
         self.answered = False
 
     async def receive(self) -> dict[str, Any]:
@@ -81,8 +81,6 @@ class _Exchange:
     async def _disconnected(self) -> None:
         """Until the client goes away or the answer is complete (after which an ASGI server
         reports ``http.disconnect``: a streaming answer waits for it)."""
-        if self._finished is None:
-            self._finished = asyncio.Event()
         if self._finished.is_set():
             return
         gone = asyncio.ensure_future(self._protocol.client_disconnect())
@@ -98,8 +96,6 @@ class _Exchange:
 
     def _finish(self) -> None:
         self.answered = True
-        if self._finished is None:
-            self._finished = asyncio.Event()
         self._finished.set()
 
     async def send(self, message: dict[str, Any]) -> None:

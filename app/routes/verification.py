@@ -1,10 +1,11 @@
-"""``POST /vop/v1/payee-verifications``: one Verification of Payee check, as an ASGI-level route.
+"""``POST /vop/v1/payee-verifications``: one Verification of Payee check, as an interface-neutral
+handler (app.exchange) served over RSGI (app.rsgi_io) or ASGI (app.asgi_io).
 
 Measured (in-process ASGI calls, bench/RESULTS.md): a typed Litestar handler costs ~56 µs of
 framework time per request, ``request.body()`` + a Response ~42 µs, an ``@asgi`` route ~6 µs. The
-check itself is ~15 µs, so the framework would dominate; this route therefore reads the body,
+check itself is ~15 µs, so the framework would dominate; this handler therefore reads the body,
 decodes it with a module-level msgspec decoder (validation at the edge as before: types, presence,
-lengths) and writes the answer itself. Routing, the other endpoints and the exception handlers stay
+lengths) and returns the answer itself. Routing, the other endpoints and the exception handlers stay
 Litestar's; the OpenAPI description of this route is built from the same Structs (app/openapi.py).
 
 Order of the gates: method and size, load (503), authentication and scope (401/403), rate limit

@@ -355,14 +355,18 @@ class AuditProcess(AuditQueue):
         child = self._child
         if child is not None and child.backlog > _MAX_BACKLOG_BYTES:
             return  # the child is behind: records wait in the deque (dropped, counted, when full)
-        buffer = self._buffer
         while True:
-            batch = [buffer.popleft() for _ in range(min(len(buffer), _SHIP_BATCH))]
+            batch = self._take_now()
             if not batch and self.dropped == self._dropped_shipped:
                 return
             self._ship(batch)
             if len(batch) < _SHIP_BATCH or (self._child is not None and self._child.backlog):
                 return
+
+    def _take_now(self) -> list[Any]:
+        """Up to a frame's worth of queued records, without waiting (the loop and close ship)."""
+        buffer = self._buffer
+        return [buffer.popleft() for _ in range(min(len(buffer), _SHIP_BATCH))]
 
     def _send(self, child: _Child, message: msgspec.Struct) -> None:
         """One frame to ``child``: blocking from the shipper thread (or at close), queued and
@@ -411,7 +415,7 @@ class AuditProcess(AuditQueue):
                     self._retire(child, f"refused a batch ({exc})")
                 continue
             before = len(buffer)
-            self._ship([buffer.popleft() for _ in range(min(before, _SHIP_BATCH))])
+            self._ship(self._take_now())
             if len(buffer) >= before or time.monotonic() >= deadline:
                 return
 
@@ -436,7 +440,7 @@ class AuditProcess(AuditQueue):
         buffer = self._buffer
         while buffer or self.dropped != self._dropped_shipped:
             before = len(buffer)
-            self._ship([buffer.popleft() for _ in range(min(before, _SHIP_BATCH))])
+            self._ship(self._take_now())
             if len(buffer) >= before:  # nothing could be shipped (no child): counted as dropped
                 break
         self._finish()
