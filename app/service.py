@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from app.index_holder import IndexHolder
 from app.problems import ProblemError
-from app.validation import to_check
+from app.validation import to_check, to_checks
 from app.wire import VerificationRequest, VerificationResponse
 from matching.model import Check, Outcome
 from matching.policy import DEFAULT_SETTINGS, MatchSettings
@@ -48,6 +48,10 @@ class Verifier:
     def check(self, request: VerificationRequest) -> Check:
         """Validate one request (raises ProblemError) and turn it into a domain Check."""
         return to_check(request, self.psp_bics)
+
+    def checks(self, requests: Sequence[VerificationRequest]) -> list[Check | ProblemError]:
+        """``check`` for a batch: each request's Check, or the ProblemError it would raise."""
+        return to_checks(requests, self.psp_bics)
 
     def outcomes(self, checks: Sequence[Check]) -> tuple[int, list[Outcome]]:
         """Answer a batch against one index version (taken once, so a swap never splits it);

@@ -82,27 +82,35 @@ def answer_bulk(
     BIC), the enumeration guard applies per item (one call for the batch), every answered item is
     audited."""
     results: list[BulkResult | None] = [None] * len(items)
+    requests: list[VerificationRequest] = []
+    at: list[int] = []  # the item position of each request
+    for i, item in enumerate(items):
+        if isinstance(item, msgspec.Raw):
+            try:
+                requests.append(_item_decoder.decode(item))
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                results[i] = _item_error(i, ProblemError("FORMAT_ERROR", str(exc)))
+                continue
+        else:
+            requests.append(item)
+        at.append(i)
+    validated = verifier.checks(requests)  # format errors before identity errors
+    refusals: dict[str, ProblemError | None] = {}
+    if security is not None and principal is not None:  # decided once per distinct BIC
+        bics = {r.requesting_agent.financial_institution_id.bicfi for r in requests}
+        refusals = {bic: _requester_refusal(security, principal, bic) for bic in bics}
     checks: list[Check] = []
     positions: list[int] = []
-    requesters: dict[str, ProblemError | None] = {}
-    for i, item in enumerate(items):
-        try:
-            request = _item_decoder.decode(item) if isinstance(item, msgspec.Raw) else item
-            check = verifier.check(request)  # format errors before identity errors
-            if security is not None and principal is not None:
-                bic = request.requesting_agent.financial_institution_id.bicfi
-                if bic not in requesters:
-                    requesters[bic] = _requester_refusal(security, principal, bic)
-                refusal = requesters[bic]
-                if refusal is not None:
-                    raise ProblemError(refusal.code, refusal.detail, refusal.status)
-            checks.append(check)
-            positions.append(i)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            results[i] = BulkResult(error=ProblemError("FORMAT_ERROR", f"item {i}: {exc}").to_problem())
-        except ProblemError as err:
-            err.detail = f"item {i}: {err.detail}"
-            results[i] = BulkResult(error=err.to_problem())
+    for i, request, got in zip(at, requests, validated, strict=True):
+        if isinstance(got, ProblemError):
+            results[i] = _item_error(i, got)
+            continue
+        refusal = refusals.get(request.requesting_agent.financial_institution_id.bicfi)
+        if refusal is not None:
+            results[i] = _item_error(i, refusal)
+            continue
+        checks.append(got)
+        positions.append(i)
     forced = _guarded_many(security, principal, checks)
     to_verify = [c for c, f in zip(checks, forced, strict=True) if not f]
     version, outcomes = verifier.outcomes(to_verify) if to_verify else (0, [])
@@ -139,6 +147,10 @@ def _bulk_result(outcome: Outcome) -> BulkResult:
         return fixed
     r = to_response(outcome)
     return BulkResult(r.party_name_match, r.party_id_match, r.matched_name)
+
+
+def _item_error(i: int, err: ProblemError) -> BulkResult:
+    return BulkResult(error=ProblemError(err.code, f"item {i}: {err.detail}", err.status).to_problem())
 
 
 def _requester_refusal(security: SecurityGate, principal: Principal, bic: str) -> ProblemError | None:
