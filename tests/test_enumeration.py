@@ -6,9 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from app.security.enumeration import EnumerationGuard, LocalEnumerationGuard
 from app.security.gate import Principal, SecurityGate
-from app.security.pseudonym import Pseudonymiser, canonical_name
+from app.security.pseudonym import Pseudonymiser, canonical_name, canonical_names
 from app.security.redis_backend import RedisBackend
 from app.security.settings import SecuritySettings
 from tests.test_ratelimit import Clock, RedisServer, redis_server
@@ -149,3 +152,41 @@ def test_many_through_redis_shares_the_cap_and_falls_back() -> None:
     started = time.monotonic()
     assert a.over_cap_many("c", _bulk_pairs()) == EXPECTED_BULK  # Redis gone: per-process guard
     assert time.monotonic() - started < 1.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([IBAN, OTHER_IBAN, IBAN.lower()]),
+            st.sampled_from([*NAMES, "max  MUSTERMANN", "Mustermann, Max", "Ö Ü", "Straße"]),
+            st.sampled_from([0.0, 0.0, 1.0, 300.0]),
+        ),
+        max_size=40,
+    ),
+    st.integers(1, 4),
+)
+def test_batches_answer_as_one_by_one_over_time(steps: list[tuple[str, str, float]], cap: int) -> None:
+    """Batches at several moments (the window sliding between them) answer as single checks do."""
+    one_clock, many_clock = Clock(), Clock()
+    one = EnumerationGuard(Pseudonymiser(KEY), cap, 600.0, clock=one_clock)
+    many = EnumerationGuard(Pseudonymiser(KEY), cap, 600.0, clock=many_clock)
+    expected: list[bool] = []
+    got: list[bool] = []
+    batch: list[tuple[str, str]] = []
+    for iban, name, advance in steps:
+        if advance:  # a batch is answered at one moment; the next one comes later
+            got += many.over_cap_many("c", batch)
+            batch = []
+            one_clock.now += advance
+            many_clock.now += advance
+        expected.append(one.over_cap("c", iban, name))
+        batch.append((iban, name))
+    got += many.over_cap_many("c", batch)
+    assert got == expected
+    assert many.forced == one.forced
+
+
+@given(st.lists(st.text(max_size=20), max_size=20))
+def test_canonical_names_equal_one_by_one(names: list[str]) -> None:
+    assert canonical_names(names) == [canonical_name(n) for n in names]

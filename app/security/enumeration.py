@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from app.security.pseudonym import Pseudonymiser, canonical_iban, canonical_name
+from app.security.pseudonym import Pseudonymiser, canonical_iban, canonical_names
 from app.security.redis_backend import RedisBackend
 
 ENUMERATION_LUA = """
@@ -81,23 +81,46 @@ class LocalEnumerationGuard:
         self._seen: OrderedDict[tuple[str, int], dict[int, float]] = OrderedDict()
 
     def over_cap(self, client: str, iban_key: int, name_key: int, now: float) -> bool:
-        key = (client, iban_key)
-        names = self._seen.get(key)
-        if names is None:
-            self._seen[key] = {name_key: now}
-            if len(self._seen) > self.max_keys:
-                self._seen.popitem(last=False)
-            return False
-        self._seen.move_to_end(key)
+        return self.over_cap_many(client, [(iban_key, name_key)], now)[0]
+
+    def over_cap_many(self, client: str, keys: Sequence[tuple[int, int]], now: float) -> list[bool]:
+        """For each (IBAN key, name key) in order: True when the name is over the cap."""
+        seen = self._seen
         horizon = now - self.window_s
-        for old in [n for n, first in names.items() if first <= horizon]:
-            del names[old]
-        if name_key in names:
-            return False
-        if len(names) >= self.max_names:
-            return True
-        names[name_key] = now
-        return False
+        cap, max_keys = self.max_names, self.max_keys
+        out: list[bool] = []
+        for iban_key, name_key in keys:
+            key = (client, iban_key)
+            names = seen.get(key)
+            if names is None:
+                seen[key] = {name_key: now}
+                if len(seen) > max_keys:
+                    seen.popitem(last=False)
+                out.append(False)
+                continue
+            seen.move_to_end(key)
+            if name_key in names and names[name_key] > horizon:
+                out.append(False)
+                continue
+            for old in [n for n, first in names.items() if first <= horizon]:
+                del names[old]
+            if name_key in names:
+                out.append(False)
+            elif len(names) >= cap:
+                out.append(True)
+            else:
+                names[name_key] = now
+                out.append(False)
+        return out
+
+
+def _local_keys(pairs: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
+    """The per-process (IBAN, name) pseudonyms of each pair; the names canonicalised as one batch."""
+    names = canonical_names([n for _, n in pairs])
+    return [
+        (_local_key("iban", canonical_iban(iban)), _local_key("name", name))
+        for (iban, _), name in zip(pairs, names, strict=True)
+    ]
 
 
 class EnumerationGuard:
@@ -135,9 +158,7 @@ class EnumerationGuard:
                 forced = int(answer) == 1
                 self.forced += forced
                 return forced
-        iban_key = _local_key("iban", canonical_iban(iban))
-        name_key = _local_key("name", canonical_name(name))
-        forced = self._local.over_cap(client, iban_key, name_key, now)
+        forced = self._local.over_cap_many(client, _local_keys([(iban, name)]), now)[0]
         self.forced += forced
         return forced
 
@@ -160,15 +181,6 @@ class EnumerationGuard:
             if answer is not None and len(answer) == len(chunk):
                 forced.extend(int(a) == 1 for a in answer)
             else:
-                local = self._local.over_cap
-                forced.extend(
-                    local(
-                        client,
-                        _local_key("iban", canonical_iban(iban)),
-                        _local_key("name", canonical_name(n)),
-                        now,
-                    )
-                    for iban, n in chunk
-                )
+                forced.extend(self._local.over_cap_many(client, _local_keys(chunk), now))
         self.forced += sum(forced)
         return forced
