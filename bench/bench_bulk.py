@@ -72,6 +72,7 @@ from bench.http import (
     running,
 )
 from bench.netutil import free_port
+from matching.model import Check
 
 BULK_PATH = "/vop/v1/payee-verifications/bulk"
 WARMUPS = 3
@@ -130,6 +131,25 @@ def send(conn: http.client.HTTPConnection, body: bytes, token: str) -> tuple[flo
     return time.perf_counter() - t0, resp.status, raw
 
 
+def handler_seconds(port: int) -> tuple[float, int]:
+    """(sum of seconds, count) of the bulk route's 200 answers in ``vop_http_request_duration_seconds``
+    (``GET /metrics``): the server's own time per request, from the first request byte the app saw
+    to the last answer byte it handed to granian."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    found = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for part in found:
+            prefix = f"vop_http_request_duration_seconds_{part}{{"
+            if line.startswith(prefix) and f'route="{BULK_PATH}"' in line and 'status="200"' in line:
+                found[part] += float(line.rsplit(" ", 1)[1])
+    return found["sum"], int(found["count"])
+
+
 # ---------------------------------------------------------------- in-process split
 
 
@@ -163,7 +183,8 @@ def split(snapshot: Path, body: bytes, repeats: int) -> dict[str, Any]:
         try:
             for _ in range(repeats + 1):  # the first run warms up, unmeasured
                 t_items, items = _timed(lambda: decode_bulk(body))
-                t_val, checks = _timed(lambda: [verifier.check(i) for i in items])  # type: ignore[arg-type]  # noqa: B023
+                t_val, validated = _timed(lambda: verifier.checks(items))  # type: ignore[arg-type]  # noqa: B023
+                checks = [c for c in validated if isinstance(c, Check)]
                 t_ver, (_, outcomes) = _timed(lambda: verifier.outcomes(checks))  # noqa: B023
 
                 def shape(outs: list[Any] = outcomes) -> BulkResponse:
@@ -228,6 +249,19 @@ def markdown(result: dict[str, Any]) -> str:
         f"{_f(h['server_cpu_s_per_request'], 3)} | {h['non_200']} | {h['item_errors']} | "
         f"**{h['wrong_answers']}** |",
     ]
+    roles = h.get("cpu_s_per_request_by_role") or {}
+    if roles:
+        lines += [
+            "",
+            "Where the server's time went, per measured request: the handler's own time "
+            "(`vop_http_request_duration_seconds`, mean), and CPU by process "
+            "(granian's supervisor, the worker, the worker's helpers such as the audit writer):",
+            "",
+            "| handler ms (mean, server side) | worker CPU ms | helpers CPU ms | supervisor CPU ms |",
+            "|---:|---:|---:|---:|",
+            f"| {_f(h.get('handler_ms_mean'))} | {_f(roles.get('workers', math.nan) * 1000)} | "
+            f"{_f(roles.get('helpers', math.nan) * 1000)} | {_f(roles.get('server', math.nan) * 1000)} |",
+        ]
     sp = result.get("split")
     if sp:
         s = sp["median_ms"]
@@ -347,9 +381,14 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
             log(f"ready after {waited:.1f} s, RSS {server.rss_mib():,.0f} MiB")
             conn = http.client.HTTPConnection(HOST, port, timeout=args.timeout)
             cpu = 0.0
+            roles: dict[str, float] = {}
+            handled = (0.0, 0)
             try:
                 for i, (body, batch) in enumerate(zip(bodies, batches, strict=True)):
                     measured = i >= WARMUPS
+                    if i == WARMUPS:
+                        roles = server.cpu_by_role()
+                        handled = handler_seconds(port)
                     cpu0 = server.cpu_seconds()
                     try:
                         seconds, status, raw = send(conn, body, token)
@@ -371,6 +410,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                         f"{'request' if measured else 'warm-up'} {i + 1 - (WARMUPS if measured else 0)}: "
                         f"{seconds * 1000:,.1f} ms, wrong {g['wrong']}, item errors {g['item_errors']}"
                     )
+                roles = {k: v - roles.get(k, 0.0) for k, v in server.cpu_by_role().items()}
+                total_s, total_n = handler_seconds(port)
+                handled = (total_s - handled[0], total_n - handled[1])
             finally:
                 conn.close()
         result["audit_bytes"] = sum(f.stat().st_size for f in (data_dir / "audit").rglob("*") if f.is_file())
@@ -383,6 +425,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         "latency_ms": {k: v * 1000 for k, v in percentiles(latencies).items()},
         "checks_per_s": args.size * len(latencies) / busy if busy else math.nan,
         "server_cpu_s_per_request": cpu / len(latencies) if latencies else math.nan,
+        "cpu_s_per_request_by_role": {k: v / len(latencies) for k, v in roles.items()} if latencies else {},
+        "handler_ms_mean": handled[0] / handled[1] * 1000 if handled[1] else math.nan,
         "body_mib": sum(len(b) for b in bodies) / len(bodies) / 2**20,
         "wrong_answers": wrong,
         "item_errors": item_errors,

@@ -228,6 +228,21 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / CLK_TCK
 
 
+def group_cpu_by_role(pgid: int) -> dict[str, float]:
+    """CPU seconds so far of a process group's live processes by role: ``server`` (the group
+    leader: granian's supervisor), ``workers`` (its children), ``helpers`` (the workers' children,
+    e.g. the audit writer)."""
+    roles = {"server": 0.0, "workers": 0.0, "helpers": 0.0}
+    for pid in _group_pids(pgid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        role = "server" if pid == pgid else "workers" if int(fields[1]) == pgid else "helpers"
+        roles[role] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return roles
+
+
 def group_rss_mib(pgid: int) -> float:
     total = 0
     for pid in _group_pids(pgid):
@@ -327,6 +342,9 @@ class Server:
 
     def cpu_seconds(self) -> float:
         return group_cpu_seconds(self.proc.pid) if self.proc else 0.0
+
+    def cpu_by_role(self) -> dict[str, float]:
+        return group_cpu_by_role(self.proc.pid) if self.proc else {}
 
     def rss_mib(self) -> float:
         return group_rss_mib(self.proc.pid) if self.proc else 0.0
