@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from app.security.pseudonym import Pseudonymiser, canonical_iban, canonical_names
+from app.security.pseudonym import Pseudonymiser, canonical_iban, canonical_name, canonical_names
 from app.security.redis_backend import RedisBackend
 
 ENUMERATION_LUA = """
@@ -81,37 +81,28 @@ class LocalEnumerationGuard:
         self._seen: OrderedDict[tuple[str, int], dict[int, float]] = OrderedDict()
 
     def over_cap(self, client: str, iban_key: int, name_key: int, now: float) -> bool:
-        return self.over_cap_many(client, [(iban_key, name_key)], now)[0]
+        key = (client, iban_key)
+        names = self._seen.get(key)
+        if names is None:
+            self._seen[key] = {name_key: now}
+            if len(self._seen) > self.max_keys:
+                self._seen.popitem(last=False)
+            return False
+        self._seen.move_to_end(key)
+        horizon = now - self.window_s
+        if names.get(name_key, horizon) > horizon:  # held and still counted: the answer stands
+            return False
+        for old in [n for n, first in names.items() if first <= horizon]:
+            del names[old]
+        if len(names) >= self.max_names:
+            return True
+        names[name_key] = now
+        return False
 
     def over_cap_many(self, client: str, keys: Sequence[tuple[int, int]], now: float) -> list[bool]:
-        """For each (IBAN key, name key) in order: True when the name is over the cap."""
-        seen = self._seen
-        horizon = now - self.window_s
-        cap, max_keys = self.max_names, self.max_keys
-        out: list[bool] = []
-        for iban_key, name_key in keys:
-            key = (client, iban_key)
-            names = seen.get(key)
-            if names is None:
-                seen[key] = {name_key: now}
-                if len(seen) > max_keys:
-                    seen.popitem(last=False)
-                out.append(False)
-                continue
-            seen.move_to_end(key)
-            if name_key in names and names[name_key] > horizon:
-                out.append(False)
-                continue
-            for old in [n for n, first in names.items() if first <= horizon]:
-                del names[old]
-            if name_key in names:
-                out.append(False)
-            elif len(names) >= cap:
-                out.append(True)
-            else:
-                names[name_key] = now
-                out.append(False)
-        return out
+        """``over_cap`` for each (IBAN key, name key), in order."""
+        over_cap = self.over_cap
+        return [over_cap(client, iban_key, name_key, now) for iban_key, name_key in keys]
 
 
 def _local_keys(pairs: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
@@ -158,7 +149,9 @@ class EnumerationGuard:
                 forced = int(answer) == 1
                 self.forced += forced
                 return forced
-        forced = self._local.over_cap_many(client, _local_keys([(iban, name)]), now)[0]
+        iban_key = _local_key("iban", canonical_iban(iban))
+        name_key = _local_key("name", canonical_name(name))
+        forced = self._local.over_cap(client, iban_key, name_key, now)
         self.forced += forced
         return forced
 
