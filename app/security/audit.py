@@ -58,6 +58,26 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(dict[str, Any])
 
 
+class _CheckLine(msgspec.Struct, gc=False):
+    """A ``check`` line before its MAC: the same JSON, key for key and in the same order, as the
+    dict form of the other line kinds (a Struct encodes in ~half the time of a dict and needs no
+    dict built per record). With the timestamp text reused while it repeats, 10,000 records
+    take ~8 µs each instead of 12.6 (measured; HMAC-SHA256 and SHA-256 are ~4 µs of it)."""
+
+    t: str
+    seq: int
+    ts: str
+    rid: str
+    client: str
+    iban: str
+    name: str | None
+    code: str
+    reason: str
+    index: int
+    enum: bool
+    prev: str
+
+
 def audit_keys(key: bytes | str) -> tuple[bytes, Pseudonymiser]:
     """(MAC key, pseudonymiser) derived from the configured audit key."""
     master = key.encode() if isinstance(key, str) else key
@@ -68,11 +88,14 @@ def _iso(ts: float) -> str:
     return rfc3339_ms(ts)
 
 
-def seal(fields: dict[str, Any], mac_key: bytes) -> bytes:
+def seal(fields: dict[str, Any] | msgspec.Struct, mac_key: bytes) -> bytes:
     """The line for ``fields`` (encoded in insertion order) with its MAC appended, without newline."""
     body = _encoder.encode(fields)
-    mac = hmac.digest(mac_key, body, "sha256").hex().encode()
-    return body[:-1] + _MAC_PREFIX + mac + b'"}'
+    return _with_mac(body, hmac.digest(mac_key, body, "sha256"))
+
+
+def _with_mac(body: bytes, mac: bytes) -> bytes:
+    return body[:-1] + _MAC_PREFIX + mac.hex().encode() + b'"}'
 
 
 def unseal(line: bytes, mac_key: bytes) -> dict[str, Any] | None:
@@ -117,6 +140,8 @@ class ChainWriter:
     ) -> None:
         self.directory = Path(directory)
         self._mac_key, self._pseudonyms = audit_keys(key)
+        # keyed once: a copy per line skips HMAC's two key-pad blocks (1.55 against 2.59 µs a line)
+        self._mac = hmac.new(self._mac_key, digestmod=hashlib.sha256)
         self._rotate_bytes = rotate_bytes
         self._clock = clock
         self.chain = chain or secrets.token_hex(8)
@@ -130,6 +155,7 @@ class ChainWriter:
         self._last_fsync = 0.0
         self._unsynced = False
         self._drops_written = 0
+        self._last_ts, self._last_iso = -1.0, ""
         self.written = 0  # check lines written
         self.files: list[Path] = []
 
@@ -147,7 +173,7 @@ class ChainWriter:
                     next_name = f"audit-{self._started}-{self.chain}-{self._part + 1:06d}.jsonl"
                     self._finish("rotate", next_name)
                     self._open()
-                self._emit(self._next_line("check", self._check_fields(record)))
+                self._emit(self._check_line(record))
                 self.written += 1
             drops = dropped_total - self._drops_written
             if drops > 0:
@@ -179,26 +205,43 @@ class ChainWriter:
         if self._fh is not None:
             self._finish(reason, None)
 
-    def _check_fields(self, item: tuple[Any, ...]) -> dict[str, Any]:
+    def _check_line(self, item: tuple[Any, ...]) -> bytes:
         ts, rid, client, iban, name, code, reason, index_version, forced = item
-        return {
-            "ts": _iso(ts),
-            "rid": rid,
-            "client": client,
-            "iban": self._pseudonyms.iban(iban),
-            "name": self._pseudonyms.name(name) if name else None,
-            "code": code,
-            "reason": reason,
-            "index": index_version,
-            "enum": forced,
-        }
+        self._seq += 1
+        if ts != self._last_ts:  # a bulk request's records share one timestamp
+            self._last_ts, self._last_iso = ts, _iso(ts)
+        line = self._seal(
+            _CheckLine(
+                "check",
+                self._seq,
+                self._last_iso,
+                rid,
+                client,
+                self._pseudonyms.iban(iban),
+                self._pseudonyms.name(name) if name else None,
+                code,
+                reason,
+                index_version,
+                forced,
+                self._prev,
+            )
+        )
+        self._prev = line_hash(line)
+        return line
 
     def _next_line(self, kind: str, fields: dict[str, Any]) -> bytes:
         self._seq += 1
         record = {"t": kind, "seq": self._seq, **fields, "prev": self._prev}
-        line = seal(record, self._mac_key)
+        line = self._seal(record)
         self._prev = line_hash(line)
         return line
+
+    def _seal(self, fields: dict[str, Any] | msgspec.Struct) -> bytes:
+        """``seal(fields, mac key)``, with the HMAC keyed once."""
+        body = _encoder.encode(fields)
+        mac = self._mac.copy()
+        mac.update(body)
+        return _with_mac(body, mac.digest())
 
     def _emit(self, line: bytes) -> None:
         self._fh.write(line + b"\n")
