@@ -174,4 +174,13 @@ def decide_names(
     if not (len(kinds) == len(registered) == len(prepared) == n):
         raise ValueError("queries, kinds, registered and prepared differ in length")
     folded = fold_many(queries) if n > 1 else [fold(queries[0])] if n else []
-    return [decide_one(f, k, p, settings) for f, k, p in zip(folded, kinds, prepared, strict=True)]
+    out: list[NameDecision] = []
+    for f, k, p in zip(folded, kinds, prepared, strict=True):
+        # The usual answer without the call: a person's name, already canonical, equal to a
+        # registered name (decide_one answers exactly this; 60 % of the bench mix).
+        if f and k != "organisation" and f in p and person_is_canonical(f):
+            i = p.index(f)
+            out.append(_MTCH_EXACT[i] if i < len(_MTCH_EXACT) else NameDecision("MTCH", i, "exact"))
+        else:
+            out.append(decide_one(f, k, p, settings))
+    return out

@@ -36,24 +36,33 @@ def verify(
     rows = index.lookup([c.iban for c in checks]).tolist()
     results: list[Outcome | None] = [None] * len(checks)
     known = [i for i, r in enumerate(rows) if r >= 0]
-    accounts = dict(zip(known, index.registered([rows[i] for i in known]), strict=True))
     name_items: list[int] = []
-    for i, check in enumerate(checks):
-        results[i] = _settle(index, rows[i], accounts.get(i), check)
-        if results[i] is None:
+    name_accounts: list[Registered] = []
+    for i, acct in zip(known, index.registered([rows[i] for i in known]), strict=True):
+        check = checks[i]
+        if acct.status == "active" and not check.is_id_check:  # the name policy decides
             name_items.append(i)
+            name_accounts.append(acct)
+        else:
+            results[i] = _settle(index, rows[i], acct, check)
     if name_items:
         decisions = decide_names(
             [checks[i].name or "" for i in name_items],
-            [accounts[i].type for i in name_items],
-            [accounts[i].names for i in name_items],
-            [accounts[i].prepared for i in name_items],
+            [a.type for a in name_accounts],
+            [a.names for a in name_accounts],
+            [a.prepared for a in name_accounts],
             settings,
         )
-        for i, d in zip(name_items, decisions, strict=True):
-            results[i] = _name_outcome(accounts[i], d)
-    assert all(r is not None for r in results)
-    return results  # type: ignore[return-value]
+        for i, acct, d in zip(name_items, name_accounts, decisions, strict=True):
+            results[i] = _name_outcome(acct, d)
+    return [
+        r if r is not None else _UNKNOWN_ID if c.is_id_check else _UNKNOWN_NAME
+        for r, c in zip(results, checks, strict=True)
+    ]
+
+
+_UNKNOWN_NAME = Outcome("name", "NOAP", "account_unknown")
+_UNKNOWN_ID = Outcome("id", "NOAP", "account_unknown")
 
 
 def _settle(index: IndexLike, row: int, acct: Registered | None, check: Check) -> Outcome | None:
@@ -70,8 +79,15 @@ def _settle(index: IndexLike, row: int, acct: Registered | None, check: Check) -
 
 
 def _name_outcome(acct: Registered, d: NameDecision) -> Outcome:
-    matched = acct.names[d.matched] if d.code == "CMTC" else None
-    return Outcome("name", cast(Code, d.code), d.reason, matched)
+    if d.code == "CMTC":
+        return Outcome("name", "CMTC", d.reason, acct.names[d.matched])
+    fixed = _NAME_OUTCOMES.get((d.code, d.reason))
+    if fixed is None:  # (frozen Structs: one per code and reason, shared)
+        fixed = _NAME_OUTCOMES[(d.code, d.reason)] = Outcome("name", cast(Code, d.code), d.reason)
+    return fixed
+
+
+_NAME_OUTCOMES: dict[tuple[str, str], Outcome] = {}
 
 
 def _norm_id(value: str) -> str:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from bench.sample_names import FIRST_NAMES, ORG_WORDS, SURNAMES
 from matching.name_variants import are_variants
 from matching.normalize import fold, fold_many, prepare_query, prepare_registered
-from matching.policy import DEFAULT_SETTINGS, MatchSettings, decide_names
+from matching.policy import DEFAULT_SETTINGS, MatchSettings, decide_names, decide_one
 from matching.scorer import NO_MATCH, _gendered, best_pairs, person_may_match, score_person, score_person_full
 
 LATINISH = st.characters(
@@ -220,3 +220,35 @@ def test_gendered_ending_prefilter_changes_nothing(q: str, r: str, s: MatchSetti
         for x, y in ((q, r), (r, q))
     )
     assert _gendered(q, r, s) == brute
+
+
+PERSON_NAME = st.builds(lambda first, last: f"{first} {last}", FIRST, LAST)
+NAME_TEXT = (
+    PERSON_NAME
+    | st.builds(lambda t, n: f"{t} {n}", TITLE, PERSON_NAME)
+    | RAW
+    | st.sampled_from(["-", ".", "", "Anna und Jan Nowak", "Nowak, Anna", "dr"])
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            NAME_TEXT,
+            st.sampled_from(["person", "organisation"]),
+            st.lists(NAME_TEXT | st.builds(lambda w, f: f"{w} {f}", ORG_WORD, FORM), min_size=1, max_size=3),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_batch_decisions_equal_decide_one(items: list[tuple[str, str, list[str]]]) -> None:
+    """decide_names (with its inline exact-match path) answers as decide_one does, item by item;
+    queries are often one of the registered names, so the inline path is taken."""
+    queries = [q if i % 2 else regs[0] for i, (q, _, regs) in enumerate(items)]
+    kinds = [k for _, k, _ in items]
+    registered = [regs for _, _, regs in items]
+    prepared = [prepare_registered(regs, [k] * len(regs)) for _, k, regs in items]
+    expected = [decide_one(fold(q), k, p) for q, k, p in zip(queries, kinds, prepared, strict=True)]
+    assert decide_names(queries, kinds, registered, prepared) == expected
