@@ -26,6 +26,7 @@ bounded in time; load goes to 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import itertools
 import json
@@ -37,6 +38,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -250,27 +252,37 @@ def markdown(result: dict[str, Any]) -> str:
         "client; a bulk request costs one token per item), VOP_ENUM_MAX_NAMES=1000000 (the probes try "
         "several names per IBAN)" + (f"; extra env {cfg['extra_env']}" if cfg["extra_env"] else ""),
         "",
-        "| checks/request | requests | p50 ms | p90 ms | p99 ms | max ms | checks/s | server CPU s/request "
+        "| server | checks/request | requests | p50 ms | p90 ms | p99 ms | max ms | checks/s "
+        "| server CPU s/request | handler ms (mean, server side) | worker CPU ms | helpers CPU ms "
         "| non-200 | item errors | wrong answers |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {cfg['size']:,} | {h['measured']} | {_f(lat.get('p50'))} | {_f(lat.get('p90'))} | "
-        f"{_f(lat.get('p99'))} | {_f(lat.get('max'))} | {_f(h['checks_per_s'], 0)} | "
-        f"{_f(h['server_cpu_s_per_request'], 3)} | {h['non_200']} | {h['item_errors']} | "
-        f"**{h['wrong_answers']}** |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    roles = h.get("cpu_s_per_request_by_role") or {}
-    if roles:
+    rows = [("B", h)]
+    cmp = result.get("compare")
+    if cmp:
+        rows.append(("B+env " + " ".join(f"{k}={v}" for k, v in cmp["env"].items()), cmp["http"]))
+    for name, x in rows:
+        lat = x["latency_ms"]
+        roles = x.get("cpu_s_per_request_by_role") or {}
+        lines.append(
+            f"| {name} | {cfg['size']:,} | {x['measured']} | {_f(lat.get('p50'))} | {_f(lat.get('p90'))} | "
+            f"{_f(lat.get('p99'))} | {_f(lat.get('max'))} | {_f(x['checks_per_s'], 0)} | "
+            f"{_f(x['server_cpu_s_per_request'], 3)} | {_f(x.get('handler_ms_mean'))} | "
+            f"{_f(roles.get('workers', math.nan) * 1000)} | {_f(roles.get('helpers', math.nan) * 1000)} | "
+            f"{x['non_200']} | {x['item_errors']} | **{x['wrong_answers']}** |"
+        )
+    lines += [
+        "",
+        "(handler ms: the server's own time per request, `vop_http_request_duration_seconds`; CPU per "
+        "request of the worker and of its helpers, such as the audit writer.)",
+    ]
+    if cmp:
         lines += [
             "",
-            "Where the server's time went, per measured request: the handler's own time "
-            "(`vop_http_request_duration_seconds`, mean), and CPU by process "
-            "(granian's supervisor, the worker, the worker's helpers such as the audit writer):",
-            "",
-            "| handler ms (mean, server side) | worker CPU ms | helpers CPU ms | supervisor CPU ms |",
-            "|---:|---:|---:|---:|",
-            f"| {_f(h.get('handler_ms_mean'))} | {_f(roles.get('workers', math.nan) * 1000)} | "
-            f"{_f(roles.get('helpers', math.nan) * 1000)} | {_f(roles.get('server', math.nan) * 1000)} |",
+            f"B+env / B p50: **{_f(cmp['p50_ratio'], 3)}** (both servers got every request, alternating "
+            "which went first).",
         ]
+    lat = h["latency_ms"]
     sp = result.get("split")
     if sp:
         s = sp["median_ms"]
@@ -320,9 +332,111 @@ def build_parser() -> argparse.ArgumentParser:
         help="environment for vop serve (repeatable)",
     )
     p.add_argument(
+        "--compare-env",
+        type=parse_env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also run a second vop serve with this environment (repeatable, all in one variant), "
+        "sent every request too, alternating which goes first; reports its p50 over B's",
+    )
+    p.add_argument(
         "--json-out", type=Path, default=None, help="result file (default bench/out/bulk-<time>.json)"
     )
     return p
+
+
+def _server(
+    key: str, extra_env: dict[str, str], *, data_dir: Path, snapshot: Path, stamp: str, token: str
+) -> Server:
+    """``vop serve --workers 1`` on a free port with the benchmark's security settings."""
+    variant = Variant(key, "vop serve (auth on, audit on)", True, True, extra_env)
+    env, settings = b_environment(variant, data_dir, None)  # one dev key (and token) for both
+    port = free_port()
+    command = [
+        *_vop(),
+        "serve",
+        "--index",
+        str(snapshot),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    log_path = OUT / "logs" / f"bulk-{stamp}-{key.replace('+', '-')}-vop.log"
+    return Server(key, command, port, log_path, label=variant.label, env=env, token=token, settings=settings)
+
+
+@dataclass
+class _Target:
+    """One server under test and what its answers measured."""
+
+    server: Server
+    conn: http.client.HTTPConnection | None = None
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    wrong: int = 0
+    item_errors: int = 0
+    examples: list[Any] = field(default_factory=list)
+    cpu: float = 0.0
+    roles: dict[str, float] = field(default_factory=dict)
+    handled: tuple[float, int] = (0.0, 0)
+
+    def start_measuring(self) -> None:
+        self.roles = self.server.cpu_by_role()
+        self.handled = handler_seconds(self.server.port)
+
+    def stop_measuring(self) -> None:
+        self.roles = {k: v - self.roles.get(k, 0.0) for k, v in self.server.cpu_by_role().items()}
+        total_s, total_n = handler_seconds(self.server.port)
+        self.handled = (total_s - self.handled[0], total_n - self.handled[1])
+
+    def send(self, i: int, body: bytes, batch: Sequence[Probe], token: str, *, measured: bool) -> None:
+        assert self.conn is not None
+        cpu0 = self.server.cpu_seconds()
+        try:
+            seconds, status, raw = send(self.conn, body, token)
+        except (OSError, http.client.HTTPException) as exc:
+            raise BenchError(
+                f"{self.server.key}: bulk request {i + 1}: {type(exc).__name__}: {exc}"
+            ) from None
+        self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
+        if status != 200:
+            self.examples.append({"status": status, "body": raw[:400].decode(errors="replace")})
+            log(f"{self.server.key} request {i + 1}: HTTP {status} {raw[:200].decode(errors='replace')}")
+            return
+        g = grade(raw, batch)
+        self.wrong += g["wrong"]
+        self.item_errors += g["item_errors"]
+        self.examples += g["examples"][: max(0, 10 - len(self.examples))]
+        if measured:
+            self.cpu += self.server.cpu_seconds() - cpu0
+            self.latencies.append(seconds)
+        log(
+            f"{self.server.key} {'request' if measured else 'warm-up'} "
+            f"{i + 1 - (WARMUPS if measured else 0)}: {seconds * 1000:,.1f} ms, wrong {g['wrong']}, "
+            f"item errors {g['item_errors']}"
+        )
+
+    def summary(self, size: int, body_mib: float) -> dict[str, Any]:
+        n = len(self.latencies)
+        busy = sum(self.latencies)
+        return {
+            "measured": n,
+            "statuses": self.statuses,
+            "non_200": sum(v for k, v in self.statuses.items() if k != "200"),
+            "latency_ms": {k: v * 1000 for k, v in percentiles(self.latencies).items()},
+            "checks_per_s": size * n / busy if busy else math.nan,
+            "server_cpu_s_per_request": self.cpu / n if n else math.nan,
+            "cpu_s_per_request_by_role": {k: v / n for k, v in self.roles.items()} if n else {},
+            "handler_ms_mean": self.handled[0] / self.handled[1] * 1000 if self.handled[1] else math.nan,
+            "body_mib": body_mib,
+            "wrong_answers": self.wrong,
+            "item_errors": self.item_errors,
+            "examples": self.examples,
+        }
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
@@ -354,99 +468,56 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         },
         "snapshot": str(snapshot.relative_to(ROOT)),
     }
-    with tempfile.TemporaryDirectory(prefix="vop-bench-bulk-") as tmp:
+    compare = dict(args.compare_env)
+    with tempfile.TemporaryDirectory(prefix="vop-bench-bulk-") as tmp, contextlib.ExitStack() as stack:
         data_dir = Path(tmp)
-        variant = Variant("B", "vop serve (auth on, audit on)", True, True, dict(args.extra_env))
-        env, settings = b_environment(variant, data_dir, None)
         token = mint_dev_token(data_dir, SCOPES, REQUESTING_BIC, TOKEN_TTL_S)
-        port = free_port()
-        server = Server(
-            "B",
-            [
-                *_vop(),
-                "serve",
-                "--index",
-                str(snapshot),
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            port,
-            OUT / "logs" / f"bulk-{stamp}-vop.log",
-            label=variant.label,
-            env=env,
-            token=token,
-            settings=settings,
-        )
-        result["server_settings"] = settings
-        latencies: list[float] = []
-        statuses: dict[str, int] = {}
-        wrong = item_errors = 0
-        examples: list[Any] = []
-        with running(server):
-            waited = server.wait_ready(args.ready_timeout)
-            log(f"ready after {waited:.1f} s, RSS {server.rss_mib():,.0f} MiB")
-            conn = http.client.HTTPConnection(HOST, port, timeout=args.timeout)
-            cpu = 0.0
-            roles: dict[str, float] = {}
-            handled = (0.0, 0)
-            try:
-                for i, (body, batch) in enumerate(zip(bodies, batches, strict=True)):
-                    measured = i >= WARMUPS
-                    if i == WARMUPS:
-                        roles = server.cpu_by_role()
-                        handled = handler_seconds(port)
-                    cpu0 = server.cpu_seconds()
-                    try:
-                        seconds, status, raw = send(conn, body, token)
-                    except (OSError, http.client.HTTPException) as exc:
-                        raise BenchError(f"bulk request {i + 1}: {type(exc).__name__}: {exc}") from None
-                    statuses[str(status)] = statuses.get(str(status), 0) + 1
-                    if status != 200:
-                        examples.append({"status": status, "body": raw[:400].decode(errors="replace")})
-                        log(f"request {i + 1}: HTTP {status} {raw[:200].decode(errors='replace')}")
-                        continue
-                    g = grade(raw, batch)
-                    wrong += g["wrong"]
-                    item_errors += g["item_errors"]
-                    examples += g["examples"][: max(0, 10 - len(examples))]
-                    if measured:
-                        cpu += server.cpu_seconds() - cpu0
-                        latencies.append(seconds)
-                    log(
-                        f"{'request' if measured else 'warm-up'} {i + 1 - (WARMUPS if measured else 0)}: "
-                        f"{seconds * 1000:,.1f} ms, wrong {g['wrong']}, item errors {g['item_errors']}"
-                    )
-                roles = {k: v - roles.get(k, 0.0) for k, v in server.cpu_by_role().items()}
-                total_s, total_n = handler_seconds(port)
-                handled = (total_s - handled[0], total_n - handled[1])
-            finally:
-                conn.close()
+
+        def target(key: str, env: dict[str, str]) -> _Target:
+            return _Target(_server(key, env, data_dir=data_dir, snapshot=snapshot, stamp=stamp, token=token))
+
+        targets = [target("B", dict(args.extra_env))]
+        if compare:
+            targets.append(target("B+env", {**dict(args.extra_env), **compare}))
+        result["server_settings"] = targets[0].server.settings
+        for t in targets:
+            stack.enter_context(running(t.server))
+            waited = t.server.wait_ready(args.ready_timeout)
+            log(f"{t.server.key} ready after {waited:.1f} s, RSS {t.server.rss_mib():,.0f} MiB")
+            t.conn = http.client.HTTPConnection(HOST, t.server.port, timeout=args.timeout)
+            stack.callback(t.conn.close)
+        for i, (body, batch) in enumerate(zip(bodies, batches, strict=True)):
+            if i == WARMUPS:
+                for t in targets:
+                    t.start_measuring()
+            # with two targets, each goes first every other request (no order advantage)
+            for t in targets if i % 2 == 0 else targets[::-1]:
+                t.send(i, body, batch, token, measured=i >= WARMUPS)
+        for t in targets:
+            t.stop_measuring()
         result["audit_bytes"] = sum(f.stat().st_size for f in (data_dir / "audit").rglob("*") if f.is_file())
-    non_200 = sum(v for k, v in statuses.items() if k != "200")
-    busy = sum(latencies)
-    result["http"] = {
-        "measured": len(latencies),
-        "statuses": statuses,
-        "non_200": non_200,
-        "latency_ms": {k: v * 1000 for k, v in percentiles(latencies).items()},
-        "checks_per_s": args.size * len(latencies) / busy if busy else math.nan,
-        "server_cpu_s_per_request": cpu / len(latencies) if latencies else math.nan,
-        "cpu_s_per_request_by_role": {k: v / len(latencies) for k, v in roles.items()} if latencies else {},
-        "handler_ms_mean": handled[0] / handled[1] * 1000 if handled[1] else math.nan,
-        "body_mib": sum(len(b) for b in bodies) / len(bodies) / 2**20,
-        "wrong_answers": wrong,
-        "item_errors": item_errors,
-        "examples": examples,
-    }
-    result["server_log"] = str(server.log_path.relative_to(ROOT))
-    result["server_log_problems"] = server.log_problems()
+    body_mib = sum(len(b) for b in bodies) / len(bodies) / 2**20
+    result["http"] = targets[0].summary(args.size, body_mib)
+    result["server_log"] = str(targets[0].server.log_path.relative_to(ROOT))
+    result["server_log_problems"] = [p for t in targets for p in t.server.log_problems()]
+    if compare:
+        other = targets[1].summary(args.size, body_mib)
+        p50, p50_env = result["http"]["latency_ms"].get("p50"), other["latency_ms"].get("p50")
+        result["compare"] = {
+            "env": compare,
+            "http": other,
+            "p50_ratio": p50_env / p50 if p50 and p50_env else math.nan,
+            "server_log": str(targets[1].server.log_path.relative_to(ROOT)),
+        }
     if args.split_repeats > 0:
         result["split"] = split(snapshot, bodies, args.split_repeats)
-    result["pass"] = wrong == 0 and item_errors == 0 and non_200 == 0 and len(latencies) == args.requests
+    result["pass"] = all(
+        h["wrong_answers"] == 0
+        and h["item_errors"] == 0
+        and h["non_200"] == 0
+        and h["measured"] == args.requests
+        for h in [result["http"], *([result["compare"]["http"]] if compare else [])]
+    )
     json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     result["json_out"] = str(json_path)
     return result
@@ -470,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{_f(h['checks_per_s'], 0)} checks/s, wrong answers {h['wrong_answers']}, item errors "
         f"{h['item_errors']}, non-200 {h['non_200']}; server log problems "
         f"{len(result['server_log_problems']) or 'none'}"
+        + (f"; B+env / B p50 {_f(result['compare']['p50_ratio'], 3)}" if "compare" in result else "")
     )
     log(f"wrote {result['json_out']}")
     return 0 if result["pass"] else 1
