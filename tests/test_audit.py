@@ -3,6 +3,7 @@ policy (block briefly, then drop and count, with a chained ``dropped`` line); no
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import pytest
 
 from app.security.audit import AuditTrail, seal, verify_audit_files
 from app.security.audit_process import AuditProcess
-from app.security.pseudonym import Pseudonymiser
+from app.security.pseudonym import Pseudonymiser, derive_key
 
 KEY = "an-audit-key-for-tests-0123456789abcdef"
 IBANS = ["DE89370400440532013000", "FR1420041010050500013M02606", "NL91ABNA0417164300"]
@@ -300,3 +301,15 @@ def test_record_many_keeps_order_and_applies_the_full_queue_policy(tmp_path: Pat
     pseudonyms = Pseudonymiser(KEY.encode())
     assert [r["iban"] for r in checks] == [pseudonyms.iban(e[0]) for e in entries[: len(checks)]]
     assert {r["rid"] for r in checks} == {"bulk-1"}
+
+
+def test_pseudonyms_are_keyed_blake2b_of_kind_and_canonical_form() -> None:
+    """The documented formula (docs/security.md), so that an investigator can recompute them."""
+    p = Pseudonymiser(KEY.encode())
+    key = derive_key(KEY.encode(), "pseudonym")
+    for iban in ("DE89 3704 0044 0532 0130 00", "de89370400440532013000"):
+        want = hashlib.blake2b(b"iban\x00DE89370400440532013000", key=key, digest_size=16).hexdigest()
+        assert p.iban(iban) == want
+    want = hashlib.blake2b(b"name\x00max m\xc3\xbcller", key=key, digest_size=16).hexdigest()
+    assert p.name("Müller,  MAX") == want
+    assert p.name("Müller,  MAX") == p.name("max müller")
