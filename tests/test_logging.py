@@ -115,3 +115,16 @@ def test_granian_dictconfig_uses_the_json_formatter() -> None:
         configure_logging("info")
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+def test_rfc3339_ms_truncates_to_the_millisecond_and_caches_consistently() -> None:
+    from datetime import UTC, datetime
+
+    from app.timestamps import rfc3339_ms
+
+    base = datetime(2026, 12, 1, 14, 16, 20, tzinfo=UTC).timestamp()
+    assert rfc3339_ms(base + 0.1234) == "2026-12-01T14:16:20.123Z"
+    assert rfc3339_ms(base + 0.1236) == "2026-12-01T14:16:20.123Z"  # same millisecond, cached
+    assert rfc3339_ms(base + 0.9999) == "2026-12-01T14:16:20.999Z"
+    assert rfc3339_ms(base + 1.0) == "2026-12-01T14:16:21.000Z"
+    assert rfc3339_ms(base + 0.1234) == "2026-12-01T14:16:20.123Z"  # an earlier second again
