@@ -66,10 +66,10 @@ from bench.http import (
     Server,
     Variant,
     _vop,
+    add_env_option,
     b_environment,
     ensure_snapshot,
     machine_info,
-    parse_env_pair,
     request_body,
     run_guarded,
     running,
@@ -323,21 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per request")
     p.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for the server")
     p.add_argument("--split-repeats", type=int, default=5, help="in-process split runs (0 skips the split)")
-    p.add_argument(
-        "--extra-env",
-        type=parse_env_pair,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="environment for vop serve (repeatable)",
-    )
-    p.add_argument(
+    add_env_option(p, "--extra-env", "environment for vop serve (repeatable)")
+    add_env_option(
+        p,
         "--compare-env",
-        type=parse_env_pair,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="also run a second vop serve with this environment (repeatable, all in one variant), "
+        "also run a second vop serve with this environment (repeatable, all in one variant), "
         "sent every request too, alternating which goes first; reports its p50 over B's",
     )
     p.add_argument(

@@ -1020,6 +1020,13 @@ def parse_env_pair(text: str) -> tuple[str, str]:
     return key, value
 
 
+def add_env_option(p: argparse.ArgumentParser, flag: str, help_text: str) -> None:
+    """A repeatable ``KEY=VALUE`` option collected as a list of pairs."""
+    p.add_argument(
+        flag, type=parse_env_pair, action="append", default=[], metavar="KEY=VALUE", help=help_text
+    )
+
+
 def parse_on_off(text: str) -> bool:
     if text.lower() in ("on", "1", "true", "yes"):
         return True
@@ -1069,21 +1076,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run B with VOP_AUTH=off (no token) in every round and report auth on / auth off "
         f"(target ≥ {TARGET_AUTH_RATIO})",
     )
-    p.add_argument(
-        "--extra-env",
-        type=parse_env_pair,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="environment for every B (repeatable), e.g. VOP_MICROBATCH_MS=0.5",
-    )
-    p.add_argument(
+    add_env_option(p, "--extra-env", "environment for every B (repeatable), e.g. VOP_MICROBATCH_MS=0.5")
+    add_env_option(
+        p,
         "--compare-env",
-        type=parse_env_pair,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="also run B with these variables (repeatable; all together in one variant) in every round "
+        "also run B with these variables (repeatable; all together in one variant) in every round "
         "and report with / without, e.g. VOP_MICROBATCH_MS=0.5 or OTEL_TRACES_EXPORTER=otlp (an OTLP "
         "target without an endpoint exports to a built-in loopback sink)",
     )
