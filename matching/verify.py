@@ -26,10 +26,12 @@ def verify(
     if len(checks) == 1:  # the lone inter-PSP request: same rules, no batch bookkeeping
         check = checks[0]
         row = int(index.lookup([check.iban])[0])
-        acct = index.registered([row])[0] if row >= 0 else None
+        if row < 0:
+            return [_unknown(check)]
+        acct = index.registered([row])[0]
         settled = _settle(index, row, acct, check)
-        if settled is not None or acct is None:
-            return [settled or Outcome("name", "NOAP", "account_unknown")]
+        if settled is not None:
+            return [settled]
         decision = decide_names([check.name or ""], [acct.type], [acct.names], [acct.prepared], settings)[0]
         return [_name_outcome(acct, decision)]
 
@@ -55,22 +57,21 @@ def verify(
         )
         for i, acct, d in zip(name_items, name_accounts, decisions, strict=True):
             results[i] = _name_outcome(acct, d)
-    return [
-        r if r is not None else _UNKNOWN_ID if c.is_id_check else _UNKNOWN_NAME
-        for r, c in zip(results, checks, strict=True)
-    ]
+    return [r if r is not None else _unknown(c) for r, c in zip(results, checks, strict=True)]
 
 
-_UNKNOWN_NAME = Outcome("name", "NOAP", "account_unknown")
-_UNKNOWN_ID = Outcome("id", "NOAP", "account_unknown")
+_UNKNOWN = {kind: Outcome(kind, "NOAP", "account_unknown") for kind in ("name", "id")}
 
 
-def _settle(index: IndexLike, row: int, acct: Registered | None, check: Check) -> Outcome | None:
-    """The answer decided without the name policy (unknown or inactive account, identifier
-    check), or None when the name policy must decide."""
+def _unknown(check: Check) -> Outcome:
+    """The answer for an IBAN the index does not hold."""
+    return _UNKNOWN["id" if check.is_id_check else "name"]
+
+
+def _settle(index: IndexLike, row: int, acct: Registered, check: Check) -> Outcome | None:
+    """The answer for a held account decided without the name policy (inactive account,
+    identifier check), or None when the name policy must decide."""
     kind: Literal["name", "id"] = "id" if check.is_id_check else "name"
-    if acct is None:
-        return Outcome(kind, "NOAP", "account_unknown")
     if acct.status != "active":
         return Outcome(kind, "NOAP", f"account_{acct.status}")
     if kind == "id":
