@@ -12,14 +12,17 @@
 3. Sends the requests one after another over one keep-alive connection (3 unmeasured warm-ups
    first); latency is from the first byte sent to the last byte of the answer read. Every item's
    answer is compared with the probe's expected answer (``partyNameMatch``, and ``matchedName`` for
-   CMTC): wrong answers must be 0.
-4. Stops the server, then times the same handler code in this process for one ``--size`` body
-   (``app.routes.bulk.decode_bulk`` / ``answer_bulk`` called directly): decode, validate, verify,
-   encode, and ``answer_bulk`` with and without the security gate (per-item requester check,
-   enumeration guard, audit), so the HTTP figure can be attributed.
+   CMTC): wrong answers must be 0. Before and after the measured requests it reads the server's
+   handler time (``/metrics``) and the CPU of its processes by role. With ``--compare-env K=V`` a
+   second server with that environment gets every request too, alternating which goes first.
+4. Stops the server(s), then times the same handler code in this process
+   (``app.routes.bulk.decode_bulk`` / ``answer_bulk`` called directly), each timed call on a body
+   it has not seen: decode, validate, verify, encode, and ``answer_bulk`` with and without the
+   security gate (per-item requester check, enumeration guard, audit), so the HTTP figure can be
+   attributed.
 5. Writes ``bench/out/bulk-<time>.json`` and prints a Markdown table.
 
-The server runs in its own process group and is stopped on exit, error or Ctrl-C; every step is
+Each server runs in its own process group and is stopped on exit, error or Ctrl-C; every step is
 bounded in time; load goes to 127.0.0.1 only.
 """
 
