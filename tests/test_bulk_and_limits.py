@@ -243,3 +243,44 @@ def test_unexpected_failure_is_a_500_problem_without_internals(
     assert resp.status_code == 500
     assert resp.json()["code"] == "INTERNAL_ERROR"
     assert "secret" not in resp.text
+
+
+def test_bulk_items_answer_as_single_checks_do_errors_included(client: Client) -> None:
+    """The batch validation (app.validation.to_checks) end to end: every item, valid or not, gets
+    what the single route answers for the same body (an error as ``item i: <the single detail>``)."""
+    lower = body(iban=IBAN_PERSON.lower())
+    short_bic = body()
+    short_bic["partyAgent"]["financialInstitutionId"]["bicfi"] = short_bic["partyAgent"][
+        "financialInstitutionId"
+    ]["bicfi"][:8]
+    other_psp = body()
+    other_psp["partyAgent"]["financialInstitutionId"]["bicfi"] = "OTHRDEFFXXX"
+    bad_requester = body()
+    bad_requester["requestingAgent"]["financialInstitutionId"]["bicfi"] = "bad!"
+    by_lei = body(None, identification={"organisationId": {"lei": "5493001KJTIIGC8Y1R12"}})
+    items = [
+        body(),
+        body("李小龙"),
+        body("--"),
+        body("Max\nMustermann"),
+        body(iban=IBAN_PERSON[:-1] + "9"),
+        body(iban="DÉ89370400440532013000"),
+        lower,
+        short_bic,
+        other_psp,
+        bad_requester,
+        by_lei,
+        body(None),
+        body("Erika Musterfrau", iban=IBAN_ORG),
+        body("Max Mustermann", iban=IBAN_UNKNOWN),
+    ]
+    got = bulk(client, items).json()["results"]
+    assert len(got) == len(items)
+    for i, item in enumerate(items):
+        single = client.post(SINGLE, json=item, headers=headers())
+        if single.status_code == 200:
+            assert got[i] == single.json(), i
+        else:
+            problem = single.json()
+            assert got[i]["error"]["code"] == problem["code"], i
+            assert got[i]["error"]["detail"] == f"item {i}: {problem['detail']}", i

@@ -1,0 +1,40 @@
+"""The bulk benchmark harness runs end to end on a small snapshot (not a speed test: it checks that
+``bench.bench_bulk`` starts its servers, authenticates, grades every answer and reports the
+server-side figures and the interleaved comparison; timings are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_bulk_runs_grades_and_compares(tmp_path: Path) -> None:
+    out = tmp_path / "bulk.json"
+    args = "--accounts 2000 --size 40 --requests 2 --split-repeats 1 --compare-env VOP_MICROBATCH_MS=0"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.bench_bulk", *args.split(), "--json-out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["pass"] is True
+    assert result["server_log_problems"] == []
+    for http in (result["http"], result["compare"]["http"]):
+        assert http["measured"] == 2
+        assert http["wrong_answers"] == http["item_errors"] == http["non_200"] == 0
+        assert math.isfinite(http["handler_ms_mean"])
+        assert http["handler_ms_mean"] > 0
+        assert http["cpu_s_per_request_by_role"].keys() == {"server", "workers", "helpers"}
+    assert result["compare"]["env"] == {"VOP_MICROBATCH_MS": "0"}
+    assert math.isfinite(result["compare"]["p50_ratio"])
+    assert result["split"]["items"] == 40
+    assert "B+env VOP_MICROBATCH_MS=0" in proc.stdout
