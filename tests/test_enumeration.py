@@ -4,9 +4,12 @@ real redis-server (free port), with the per-process fallback when it dies."""
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.security.enumeration import EnumerationGuard, LocalEnumerationGuard
@@ -190,3 +193,53 @@ def test_batches_answer_as_one_by_one_over_time(steps: list[tuple[str, str, floa
 @given(st.lists(st.text(max_size=20), max_size=20))
 def test_canonical_names_equal_one_by_one(names: list[str]) -> None:
     assert canonical_names(names) == [canonical_name(n) for n in names]
+
+
+@pytest.fixture(scope="module")
+def shared_redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([IBAN, OTHER_IBAN, IBAN.lower()]),
+            st.sampled_from([*NAMES[:3], "Max  MUSTERMANN", "Sixth Person"]),
+            st.sampled_from([0.0, 0.0, 0.0, 1.0, 599.0, 601.0]),
+            st.booleans(),  # this step goes through the batch script (else the single-check one)
+        ),
+        max_size=30,
+    ),
+    st.integers(1, 3),
+)
+def test_redis_scripts_answer_as_the_per_process_guard(
+    shared_redis: RedisServer, steps: list[tuple[str, str, float, bool]], cap: int
+) -> None:
+    """Both Lua scripts (with their shortcut for an IBAN holding no names) against the per-process
+    rule, through pruning, repeats and the cap, with batches answered at one moment."""
+    clock = Clock(time.time())
+    prefix = f"p{uuid.uuid4().hex}:"
+    backend = RedisBackend(shared_redis.url)
+    pseudonyms = Pseudonymiser(KEY)
+    shared = EnumerationGuard(pseudonyms, cap, 600.0, clock=clock, redis_backend=backend, prefix=prefix)
+    local = EnumerationGuard(pseudonyms, cap, 600.0, clock=clock)
+    batch: list[tuple[str, str]] = []
+    got: list[bool] = []
+    want: list[bool] = []
+    for iban, name, advance, in_batch in steps:
+        if advance or not in_batch:
+            got += shared.over_cap_many("c", batch) if batch else []
+            want += local.over_cap_many("c", batch) if batch else []
+            batch = []
+        clock.now += advance
+        if in_batch:
+            batch.append((iban, name))
+        else:
+            got.append(shared.over_cap("c", iban, name))
+            want.append(local.over_cap("c", iban, name))
+    got += shared.over_cap_many("c", batch) if batch else []
+    want += local.over_cap_many("c", batch) if batch else []
+    assert got == want
+    assert backend.healthy  # answered by Redis, not by its fallback
