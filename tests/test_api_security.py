@@ -3,6 +3,7 @@ enumeration guard and the audit trail (dev key generated at test time in a temp 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from app.security.settings import SecuritySettings
 from app.settings import Settings
 from matching.index import AccountIndex
 from tests.conftest import IBAN_PERSON, body, headers
+from tests.test_ratelimit import redis_server
 
 SINGLE = "/vop/v1/payee-verifications"
 BULK = "/vop/v1/payee-verifications/bulk"
@@ -93,13 +95,24 @@ def test_bulk_needs_bulk_scope_and_checks_each_requester(secured: tuple[TestClie
     assert errors[2]["detail"].startswith("item 2:")
 
 
-def test_bulk_enumeration_guard_forces_noap_per_item(tmp_path: Path, index: AccountIndex) -> None:
-    app, sec = make(tmp_path, index, enum_max_names=2)
-    names = ("Erika Schmidt", "Max Mustermann", "Hans Meier", "Max Mustermann")
-    with TestClient(app) as client:
-        resp = call(client, token(tmp_path, ("vop:bulk",)), {"checks": [body(n) for n in names]}, BULK)
-    assert [r["partyNameMatch"] for r in resp.json()["results"]] == ["NMTC", "MTCH", "NOAP", "MTCH"]
-    app.state.security.close()
+@pytest.mark.parametrize("shared", [False, True], ids=["per-process", "redis"])
+def test_bulk_enumeration_guard_forces_noap_per_item(
+    tmp_path: Path, index: AccountIndex, shared: bool
+) -> None:
+    """Per-process, and through Redis (whose scripts run on the gate's helper thread while the
+    batch is matched): the same answers and audit."""
+    with contextlib.ExitStack() as stack:
+        redis = {"redis_url": stack.enter_context(redis_server()).url} if shared else {}
+        app, sec = make(tmp_path, index, enum_max_names=2, **redis)
+        names = ("Erika Schmidt", "Max Mustermann", "Hans Meier", "Max Mustermann")
+        with TestClient(app) as client:
+            resp = call(client, token(tmp_path, ("vop:bulk",)), {"checks": [body(n) for n in names]}, BULK)
+            assert [r["partyNameMatch"] for r in resp.json()["results"]] == ["NMTC", "MTCH", "NOAP", "MTCH"]
+            metrics = app.state.security.metrics()
+            assert metrics["enumeration_forced"] == 1
+            assert metrics["redis_failures"] == 0
+            assert metrics["redis_healthy"] == int(shared)
+        app.state.security.close()
     files = sorted((tmp_path / "audit").rglob("*.jsonl"))
     report = verify_audit_files(files, audit_key_for(sec))
     assert report.ok, report.render()

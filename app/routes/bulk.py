@@ -8,7 +8,7 @@ vectorised ``verify`` call against one index version.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import msgspec
@@ -111,15 +111,12 @@ def answer_bulk(
             continue
         checks.append(got)
         positions.append(i)
-    forced = _guarded_many(security, principal, checks)
-    to_verify = [c for c, f in zip(checks, forced, strict=True) if not f]
-    version, outcomes = verifier.outcomes(to_verify) if to_verify else (0, [])
-    answered = iter(outcomes)
-    settled: list[Outcome] = []
-    for pos, guarded_out in zip(positions, forced, strict=True):
-        outcome = _GUARDED if guarded_out else next(answered)
+    guarded = _guard_soon(security, principal, checks)  # with Redis, its scripts run meanwhile
+    version, outcomes = verifier.outcomes(checks) if checks else (0, [])
+    forced = guarded()
+    settled = [_GUARDED if f else o for o, f in zip(outcomes, forced, strict=True)]
+    for pos, outcome in zip(positions, settled, strict=True):
         results[pos] = _bulk_result(outcome)
-        settled.append(outcome)
     if security is not None and principal is not None:
         security.audit_many(
             request_id=request_id,
@@ -161,17 +158,26 @@ def _requester_refusal(security: SecurityGate, principal: Principal, bic: str) -
     return None
 
 
-def _guarded_many(
+def _guard_soon(
     security: SecurityGate | None, principal: Principal | None, checks: Sequence[Check]
-) -> list[bool]:
-    """Per check: True when the enumeration guard forces NOAP (name checks only, as ``guarded``)."""
-    forced = [False] * len(checks)
+) -> Callable[[], list[bool]]:
+    """Start the enumeration guard for the batch; the returned callable gives, per check, True when
+    the guard forces NOAP (name checks only, as ``guarded``). Checks are verified meanwhile, and a
+    forced one's answer is replaced (forced answers are rare; verifying them costs nothing else)."""
+    n = len(checks)
     if security is None or principal is None:
-        return forced
+        return lambda: [False] * n
     named = [k for k, c in enumerate(checks) if c.name is not None and not c.is_id_check]
-    pairs = [(checks[k].iban, checks[k].name or "") for k in named]
-    for k, flag in zip(named, security.enumeration_guard_many(principal, pairs), strict=True):
-        forced[k] = flag
+    pending = security.enumeration_guard_many_soon(
+        principal, [(checks[k].iban, checks[k].name or "") for k in named]
+    )
+
+    def forced() -> list[bool]:
+        out = [False] * n
+        for k, flag in zip(named, pending(), strict=True):
+            out[k] = flag
+        return out
+
     return forced
 
 
