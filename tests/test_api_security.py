@@ -132,14 +132,22 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path, index: AccountI
     assert int(responses[3].headers["retry-after"]) >= 1
 
 
-def test_enumeration_guard_forces_noap_and_is_audited(tmp_path: Path, index: AccountIndex) -> None:
-    app, sec = make(tmp_path, index, enum_max_names=2)
-    with TestClient(app) as client:
-        tok = token(tmp_path)
-        answers = [
-            call(client, tok, body(n)).json()["partyNameMatch"]
-            for n in ("Erika Schmidt", "Max Mustermann", "Hans Meier", "Max Mustermann")
-        ]
+@pytest.mark.parametrize("shared", [False, True], ids=["per-process", "redis"])
+def test_enumeration_guard_forces_noap_and_is_audited(
+    tmp_path: Path, index: AccountIndex, shared: bool
+) -> None:
+    """Per-process, and through Redis (asked from the gate's helper thread, app.security.guard_batch)."""
+    with contextlib.ExitStack() as stack:
+        redis = {"redis_url": stack.enter_context(redis_server()).url} if shared else {}
+        app, sec = make(tmp_path, index, enum_max_names=2, **redis)
+        with TestClient(app) as client:
+            tok = token(tmp_path)
+            answers = [
+                call(client, tok, body(n)).json()["partyNameMatch"]
+                for n in ("Erika Schmidt", "Max Mustermann", "Hans Meier", "Max Mustermann")
+            ]
+            assert app.state.security.metrics()["redis_healthy"] == int(shared)
+            assert app.state.security.metrics()["redis_failures"] == 0
     assert answers[:2] == ["NMTC", "MTCH"]
     assert answers[2] == "NOAP"  # a third distinct name on the same IBAN
     assert answers[3] == "MTCH"  # a name already tried keeps its real answer

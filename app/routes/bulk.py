@@ -168,13 +168,13 @@ def _guard_soon(
     if security is None or principal is None:
         return lambda: [False] * n
     named = [k for k, c in enumerate(checks) if c.name is not None and not c.is_id_check]
-    pending = security.enumeration_guard_many_soon(
+    pending = security.enumeration_guard_many_future(
         principal, [(checks[k].iban, checks[k].name or "") for k in named]
     )
 
     def forced() -> list[bool]:
         out = [False] * n
-        for k, flag in zip(named, pending(), strict=True):
+        for k, flag in zip(named, pending.result(), strict=True):
             out[k] = flag
         return out
 

@@ -40,6 +40,7 @@ from app.microbatch import MicroBatcher
 from app.observability.logging import bind_request, clear_request
 from app.problems import ProblemError
 from app.security.gate import SCOPE_VERIFY, Principal, SecurityGate
+from app.security.guard_batch import GuardBatcher
 from app.service import to_response
 from app.services import Services
 from app.validation import check_request_id, check_timestamp
@@ -73,6 +74,13 @@ def guarded(security: SecurityGate, principal: Principal, check: Check) -> bool:
     )
 
 
+async def _guarded_soon(batcher: GuardBatcher, principal: Principal, check: Check) -> bool:
+    """``guarded``, with the Redis question gathered into the loop iteration's batch."""
+    if check.name is None or check.is_id_check:
+        return False
+    return await batcher.over_cap(principal, check.iban, check.name)
+
+
 def verification_handler(services: Services) -> Handler:
     """The route's handler, for either interface (app.asgi_io, app.rsgi_io)."""
     settings, verifier, gate = services.settings, services.verifier, services.load
@@ -85,6 +93,7 @@ def verification_handler(services: Services) -> Handler:
         if settings.microbatch_ms > 0
         else None
     )
+    guard_batcher = GuardBatcher(security) if security.guard_waits_on_redis else None
 
     async def handle(
         method: str, headers: RequestHeaders, client: Client, read_body: BodyReader
@@ -117,7 +126,10 @@ def verification_handler(services: Services) -> Handler:
                 check_timestamp(headers.timestamp, skew)
                 check = verifier.check(request)  # format errors (400) before identity (403)
                 security.check_requester(principal, request.requesting_agent.financial_institution_id.bicfi)
-                forced = guarded(security, principal, check)
+                if guard_batcher is None:
+                    forced = guarded(security, principal, check)
+                else:  # the guard asks Redis: the loop serves others meanwhile
+                    forced = await _guarded_soon(guard_batcher, principal, check)
                 if forced:
                     metrics.enumeration_guarded()
                     current = verifier.holder.current

@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
@@ -282,21 +282,28 @@ class SecurityGate:
         """``enumeration_guard`` for each (iban, name) of a bulk request, in order."""
         return self._guard.over_cap_many(principal.client_id, pairs)
 
-    def enumeration_guard_many_soon(
+    @property
+    def guard_waits_on_redis(self) -> bool:
+        """True when the enumeration guard asks Redis (then callers should not wait for it in the
+        event loop: ``enumeration_guard_many_future``, ``app.security.guard_batch``)."""
+        return self._redis is not None
+
+    def enumeration_guard_many_future(
         self, principal: Principal, pairs: Sequence[tuple[str, str]]
-    ) -> Callable[[], list[bool]]:
-        """Start ``enumeration_guard_many``; the returned callable gives its answer.
+    ) -> Future[list[bool]]:
+        """``enumeration_guard_many`` started now; the future gives its answer.
 
         With Redis the scripts run on a helper thread while the caller goes on: a 10,000-item bulk
-        request waited ~100 ms on them (bench_bulk, VOP_REDIS_URL set), time the caller can spend
-        matching. Without Redis the per-process guard answers here: it is Python throughout, and a
-        thread would only take turns with the caller for the GIL."""
+        request waited ~100 ms on them (bench_bulk, VOP_REDIS_URL set), and a single check ~70 µs
+        with the event loop blocked. Without Redis the per-process guard answers here: it is Python
+        throughout, and a thread would only take turns with the caller for the GIL."""
         if self._redis is None or not pairs:
-            answer = self.enumeration_guard_many(principal, pairs)
-            return lambda: answer
+            done: Future[list[bool]] = Future()
+            done.set_result(self.enumeration_guard_many(principal, pairs))
+            return done
         if self._helper is None:
             self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vop-enum-guard")
-        return self._helper.submit(self.enumeration_guard_many, principal, pairs).result
+        return self._helper.submit(self.enumeration_guard_many, principal, pairs)
 
     # -- audit ----------------------------------------------------------------------------------
     def audit(
