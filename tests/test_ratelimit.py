@@ -179,3 +179,25 @@ def test_falls_back_to_per_process_when_redis_dies_and_resumes() -> None:
         breaker_clock.now += 5.0
         assert limiter.acquire("psp") is None  # back on a fresh shared bucket
         assert backend.healthy
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["per-process", "redis"])
+def test_acquire_many_answers_as_one_by_one(redis: RedisServer, shared: bool) -> None:
+    """The batch script (and the per-process batch) against single acquisitions at the same moments,
+    through refills, debt (a cost over the burst) and refusals."""
+    clock = Clock()
+    steps = [[1, 1, 1], [2, 1], [9], [1], [1, 1, 1, 1, 1], [0, 3]]
+    advances = [0.0, 0.05, 0.3, 2.0, 0.1, 1.5]
+
+    def limiter(prefix: str) -> RateLimiter:
+        backend = RedisBackend(redis.url) if shared else None
+        return RateLimiter(4.0, 5, redis_backend=backend, prefix=prefix, clock=clock)
+
+    one, many = limiter("one:"), limiter("many:")
+    for costs, advance in zip(steps, advances, strict=True):
+        clock.now += advance
+        expected = [one.acquire("c", c) for c in costs]
+        got = many.acquire_many("c", costs)
+        assert [w is None for w in got] == [w is None for w in expected], costs
+        assert got == pytest.approx(expected, abs=1e-5)
+    assert many.limited == one.limited > 0

@@ -39,8 +39,8 @@ from app.exchange import (
 from app.microbatch import MicroBatcher
 from app.observability.logging import bind_request, clear_request
 from app.problems import ProblemError
+from app.security.client_batch import ClientBatcher, redis_batchers
 from app.security.gate import SCOPE_VERIFY, Principal, SecurityGate
-from app.security.guard_batch import GuardBatcher
 from app.service import to_response
 from app.services import Services
 from app.validation import check_request_id, check_timestamp
@@ -74,11 +74,13 @@ def guarded(security: SecurityGate, principal: Principal, check: Check) -> bool:
     )
 
 
-async def _guarded_soon(batcher: GuardBatcher, principal: Principal, check: Check) -> bool:
+async def _guarded_soon(
+    batcher: ClientBatcher[tuple[str, str], bool], principal: Principal, check: Check
+) -> bool:
     """``guarded``, with the Redis question gathered into the loop iteration's batch."""
     if check.name is None or check.is_id_check:
         return False
-    return await batcher.over_cap(principal, check.iban, check.name)
+    return await batcher.ask(principal, (check.iban, check.name))
 
 
 def verification_handler(services: Services) -> Handler:
@@ -93,7 +95,8 @@ def verification_handler(services: Services) -> Handler:
         if settings.microbatch_ms > 0
         else None
     )
-    guard_batcher = GuardBatcher(security) if security.guard_waits_on_redis else None
+    batchers = redis_batchers(security)  # None without Redis: the limits answer in place
+    rate_batcher = batchers.rate_limit if batchers is not None else None
 
     async def handle(
         method: str, headers: RequestHeaders, client: Client, read_body: BodyReader
@@ -113,7 +116,10 @@ def verification_handler(services: Services) -> Handler:
                 gate.acquire()
                 admitted = True
                 principal = security.authenticate(headers.raw, client, SCOPE_VERIFY)
-                wait = security.rate_limit(principal)
+                if rate_batcher is None:
+                    wait = security.rate_limit(principal)
+                else:  # the limit asks Redis: the loop serves others meanwhile
+                    wait = await rate_batcher.ask(principal, 1)
                 if wait is not None:
                     metrics.rate_limited()
                     raise rate_limited(wait)
@@ -126,10 +132,10 @@ def verification_handler(services: Services) -> Handler:
                 check_timestamp(headers.timestamp, skew)
                 check = verifier.check(request)  # format errors (400) before identity (403)
                 security.check_requester(principal, request.requesting_agent.financial_institution_id.bicfi)
-                if guard_batcher is None:
+                if batchers is None:
                     forced = guarded(security, principal, check)
                 else:  # the guard asks Redis: the loop serves others meanwhile
-                    forced = await _guarded_soon(guard_batcher, principal, check)
+                    forced = await _guarded_soon(batchers.guard, principal, check)
                 if forced:
                     metrics.enumeration_guarded()
                     current = verifier.holder.current

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from app.security.redis_backend import RedisBackend
 
@@ -44,6 +44,42 @@ local stamp = string.format('%d', math.max(now, ts))
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.9f', tokens), 'ts', stamp)
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst + math.max(0, -tokens)) / rate * 1000) + 1000)
 return string.format('%.6f', wait)
+"""
+
+
+# The same bucket for several acquisitions of one client at one moment, in order (a loop
+# iteration's single checks, app.security.client_batch): ARGV[4 + i] is the i-th cost; one wait
+# per cost.
+BUCKET_MANY_LUA = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = tonumber(ARGV[3]) -- microseconds since the epoch (exact in a double)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+local elapsed = (now - ts) / 1000000
+if elapsed < 0 then elapsed = 0 end
+tokens = math.min(burst, tokens + elapsed * rate)
+local out = {}
+for i = 4, #ARGV do
+  local cost = tonumber(ARGV[i])
+  local need = math.min(cost, burst)
+  local wait = 0
+  if tokens + rate * 0.000001 + 0.000000001 >= need then
+    tokens = tokens - cost
+  else
+    wait = math.max((need - tokens) / rate, 0.000001)
+  end
+  out[#out + 1] = string.format('%.6f', wait)
+end
+local stamp = string.format('%d', math.max(now, ts))
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.9f', tokens), 'ts', stamp)
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst + math.max(0, -tokens)) / rate * 1000) + 1000)
+return out
 """
 
 
@@ -100,6 +136,7 @@ class RateLimiter:
         self._local = LocalTokenBucket(rps, burst, max_clients) if self.enabled else None
         self._redis = redis_backend
         self._script = redis_backend.script(BUCKET_LUA) if redis_backend else None
+        self._many_script = redis_backend.script(BUCKET_MANY_LUA) if redis_backend else None
         self._prefix = prefix + "rl:"
         self._clock = clock
         self.limited = 0  # requests refused so far
@@ -125,3 +162,23 @@ class RateLimiter:
         if wait is not None:
             self.limited += 1
         return wait
+
+    def acquire_many(self, client: str, costs: Sequence[int]) -> list[float | None]:
+        """``acquire`` for each cost of one client at one moment, in order, as one Redis call."""
+        if self._local is None or not costs:
+            return [None] * len(costs)
+        now = self._clock()
+        waits: list[float | None]
+        answer = None
+        if self._redis is not None and self._many_script is not None:
+            answer = self._redis.run(
+                self._many_script,
+                [self._prefix + client],
+                [self._rps, self._burst, round(now * 1_000_000), *(max(c, 0) for c in costs)],
+            )
+        if answer is not None and len(answer) == len(costs):
+            waits = [seconds if (seconds := float(a)) > 0 else None for a in answer]
+        else:
+            waits = [self._local.acquire(client, max(c, 0), now) for c in costs]
+        self.limited += sum(w is not None for w in waits)
+        return waits
