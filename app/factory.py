@@ -93,13 +93,13 @@ def create_app(
         elif loader is not None and holder.current is None:
             holder.load_in_background(loader)
 
-    def stop() -> None:
+    async def stop() -> None:
         # Granian stops accepting and finishes in-flight requests before lifespan shutdown runs,
         # so by now nothing new arrives: flush the audit trail, metrics and spans, stop the feed.
         readiness.mark_draining()
         if feed is not None:
             feed.stop()
-        guard.close()
+        await guard.aclose()
         metrics.stop()
         tracer.shutdown()
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 from app.security.client_batch import redis_batchers
 from app.security.gate import Principal, SecurityGate
@@ -18,7 +16,6 @@ IBAN = "DE89370400440532013000"
 OTHER = "DE02120300000000202051"
 NAMES = ["Anna Nowak", "Jan Nowak", "Eva Nowak", "Anna  NOWAK", "Piotr Nowak", "Jan Nowak"]
 ALICE, BOB = Principal("alice", None, frozenset()), Principal("bob", None, frozenset())
-_T = TypeVar("_T")
 
 
 def _gate(tmp: Path, **kw: object) -> SecurityGate:
@@ -26,15 +23,6 @@ def _gate(tmp: Path, **kw: object) -> SecurityGate:
         data_dir=str(tmp), audit=False, enum_max_names=2, rate_limit_rps=1.0, rate_limit_burst=3, **kw
     )  # type: ignore[arg-type]
     return SecurityGate.from_settings(settings, start_threads=False)
-
-
-def _burst(asks: list[Callable[[], Awaitable[_T]]]) -> list[_T]:
-    """Every ask started in one loop iteration, the answers in order."""
-
-    async def run() -> list[_T]:
-        return list(await asyncio.gather(*(ask() for ask in asks)))
-
-    return asyncio.run(run())
 
 
 def test_one_batch_per_loop_iteration_with_the_answers_of_one_by_one(tmp_path: Path) -> None:
@@ -52,10 +40,18 @@ def test_one_batch_per_loop_iteration_with_the_answers_of_one_by_one(tmp_path: P
         assert batchers is not None
         assert batchers.rate_limit is not None
         guard, rate = batchers.guard, batchers.rate_limit
+
+        async def bursts() -> tuple[list[bool], list[float | None]]:
+            # one event loop (the worker's): the asyncio Redis connections belong to it
+            guarded = await asyncio.gather(*(guard.ask(p, (i, n)) for p, i, n in asks))
+            waits = await asyncio.gather(*(rate.ask(p, 1) for p in clients))
+            await gate.aclose()
+            return list(guarded), list(waits)
+
         started = time.monotonic()
-        assert _burst([lambda p=p, i=i, n=n: guard.ask(p, (i, n)) for p, i, n in asks]) == guard_expected
+        guarded, waits = asyncio.run(bursts())
+        assert guarded == guard_expected
         assert guard.batches == 1  # one batch: a script per client
-        waits = _burst([lambda p=p: rate.ask(p, 1) for p in clients])
         assert [w is None for w in waits] == rate_expected
         assert rate.batches == 1
         assert waits[-1] is not None
@@ -66,7 +62,6 @@ def test_one_batch_per_loop_iteration_with_the_answers_of_one_by_one(tmp_path: P
         assert metrics["redis_failures"] == 0
         assert metrics["enumeration_forced"] == guard_expected.count(True)
         assert metrics["rate_limited"] == 2
-        gate.close()
     local.close()
 
 
@@ -96,7 +91,14 @@ def test_a_redis_failure_falls_back_to_the_per_process_limits(tmp_path: Path) ->
     assert batchers is not None
     assert batchers.rate_limit is not None
     guard, rate = batchers.guard, batchers.rate_limit
-    assert _burst([lambda n=n: guard.ask(ALICE, (IBAN, n)) for n in NAMES[:3]]) == [False, False, True]
-    assert [w is None for w in _burst([lambda: rate.ask(ALICE, 1) for _ in range(4)])] == [True] * 3 + [False]
+
+    async def bursts() -> tuple[list[bool], list[float | None]]:
+        guarded = await asyncio.gather(*(guard.ask(ALICE, (IBAN, n)) for n in NAMES[:3]))
+        waits = await asyncio.gather(*(rate.ask(ALICE, 1) for _ in range(4)))
+        return list(guarded), list(waits)
+
+    guarded, waits = asyncio.run(bursts())
+    assert guarded == [False, False, True]
+    assert [w is None for w in waits] == [True] * 3 + [False]
     assert gate.metrics()["redis_failures"] >= 1
     gate.close()

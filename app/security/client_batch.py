@@ -1,19 +1,19 @@
 """The rate limit and the enumeration guard for single checks when they ask Redis: the questions of
-one event-loop iteration gathered into one script call per client, answered on the gate's helper
-thread while the loop serves other requests.
+one event-loop iteration gathered into one script call per client, sent with the asyncio Redis
+client, so the loop serves other requests while Redis answers.
 
 Measured (bench.http, one worker, same run, a local redis-server): with a script call per request and
 the event loop waiting on it, the Redis guard served 0.44x the checks of the per-process one
 (3,710 against 8,496 req/s), and the Redis rate limit on top 0.59x again (3,641 against 6,173).
-Without Redis nothing is batched: the per-process limits answer in place, as before.
+Asking from a helper thread instead (the bulk route's way) gave back only part of it: the thread
+waits for the GIL at every hand-over (bench/RESULTS.md). Without Redis nothing is batched: the
+per-process limits answer in place, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
 from app.security.gate import Principal, SecurityGate
@@ -23,13 +23,14 @@ _Answer = TypeVar("_Answer")
 
 
 class ClientBatcher(Generic[_Item, _Answer]):
-    """``ask(principal, item)`` answered by ``start(principal, items)`` (a ``SecurityGate``
-    ``*_many_future`` method) for all the items one client asked in the same loop iteration."""
+    """``ask(principal, item)`` answered by ``answer(principal, items)`` (a ``SecurityGate``
+    ``*_many_async`` method) for all the items one client asked in the same loop iteration."""
 
-    def __init__(self, start: Callable[[Principal, Sequence[_Item]], Future[list[_Answer]]]) -> None:
-        self._start = start
+    def __init__(self, answer: Callable[[Principal, Sequence[_Item]], Awaitable[list[_Answer]]]) -> None:
+        self._answer = answer
         self._pending: list[tuple[Principal, _Item, asyncio.Future[_Answer]]] = []
         self._scheduled = False
+        self._running: set[asyncio.Task[None]] = set()  # (the loop keeps only weak references)
         self.batches = 0
 
     async def ask(self, principal: Principal, item: _Item) -> _Answer:
@@ -50,27 +51,33 @@ class ClientBatcher(Generic[_Item, _Answer]):
         by_client: dict[str, list[int]] = {}
         for k, (principal, _, _) in enumerate(batch):
             by_client.setdefault(principal.client_id, []).append(k)
+        loop = asyncio.get_running_loop()
         for positions in by_client.values():
-            started = self._start(batch[positions[0]][0], [batch[k][1] for k in positions])
-            waiters = [batch[k][2] for k in positions]
-            asyncio.wrap_future(started).add_done_callback(functools.partial(_answer, waiters))
+            principal = batch[positions[0]][0]
+            items = [batch[k][1] for k in positions]
+            task = loop.create_task(self._hand_out(principal, items, [batch[k][2] for k in positions]))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
-
-def _answer(waiters: list[asyncio.Future[_Answer]], done: asyncio.Future[list[_Answer]]) -> None:
-    """Hand each waiter its answer (or the failure); a waiter already cancelled is skipped."""
-    if done.cancelled():
-        for waiter in waiters:
-            waiter.cancel()
-        return
-    exc = done.exception()
-    if exc is not None:
-        for waiter in waiters:
+    async def _hand_out(
+        self, principal: Principal, items: list[_Item], waiters: list[asyncio.Future[_Answer]]
+    ) -> None:
+        """Ask once for the client's items; each waiter gets its answer (or the failure). A waiter
+        already cancelled (its client went away) is skipped."""
+        try:
+            answers = await self._answer(principal, items)
+        except asyncio.CancelledError:
+            for waiter in waiters:
+                waiter.cancel()
+            raise
+        except Exception as exc:  # every waiter gets the failure; none is left hanging
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter, answer in zip(waiters, answers, strict=True):
             if not waiter.done():
-                waiter.set_exception(exc)
-        return
-    for waiter, answer in zip(waiters, done.result(), strict=True):
-        if not waiter.done():
-            waiter.set_result(answer)
+                waiter.set_result(answer)
 
 
 class RedisBatchers(NamedTuple):
@@ -82,5 +89,5 @@ def redis_batchers(gate: SecurityGate) -> RedisBatchers | None:
     """The batchers for a gate whose limits ask Redis, else None (the limits answer in place)."""
     if not gate.limits_wait_on_redis:
         return None
-    rate = ClientBatcher(gate.rate_limit_many_future) if gate.rate_limit_enabled else None
-    return RedisBatchers(rate, ClientBatcher(gate.enumeration_guard_many_future))
+    rate = ClientBatcher(gate.rate_limit_many_async) if gate.rate_limit_enabled else None
+    return RedisBatchers(rate, ClientBatcher(gate.enumeration_guard_many_async))

@@ -18,6 +18,9 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.commands.core import AsyncScript
 
 from app.security.pseudonym import Pseudonymiser, canonical_iban, canonical_name, canonical_names
 from app.security.redis_backend import RedisBackend
@@ -150,6 +153,7 @@ class EnumerationGuard:
         self._redis = redis_backend
         self._script = redis_backend.script(ENUMERATION_LUA) if redis_backend else None
         self._many_script = redis_backend.script(ENUMERATION_MANY_LUA) if redis_backend else None
+        self._many_script_async: AsyncScript | None = None  # made in the event loop, on first use
         self._prefix = prefix + "enum:"
         self._clock = clock
         self.forced = 0  # answers forced to NOAP so far
@@ -178,19 +182,43 @@ class EnumerationGuard:
         answered by the per-process guard."""
         now = self._clock()
         forced: list[bool] = []
-        for start in range(0, len(pairs), _MANY_CHUNK):
-            chunk = pairs[start : start + _MANY_CHUNK]
+        for chunk in _chunks(pairs):
             answer = None
             if self._redis is not None and self._many_script is not None:
-                iban_of, name_of = self._pseudonyms.iban, self._pseudonyms.name
-                answer = self._redis.run(
-                    self._many_script,
-                    [f"{self._prefix}{client}:{iban_of(iban)}" for iban, _ in chunk],
-                    [f"{now:.6f}", self._window_s, self._max_names, *(name_of(n) for _, n in chunk)],
-                )
-            if answer is not None and len(answer) == len(chunk):
-                forced.extend(int(a) == 1 for a in answer)
-            else:
-                forced.extend(self._local.over_cap_many(client, _local_keys(chunk), now))
+                answer = self._redis.run(self._many_script, *self._script_call(client, chunk, now))
+            forced.extend(self._answered(client, chunk, now, answer))
         self.forced += sum(forced)
         return forced
+
+    async def over_cap_many_async(self, client: str, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """``over_cap_many`` from the event loop: it serves others while Redis answers."""
+        now = self._clock()
+        forced: list[bool] = []
+        for chunk in _chunks(pairs):
+            answer = None
+            if self._redis is not None:
+                if self._many_script_async is None:
+                    self._many_script_async = self._redis.async_script(ENUMERATION_MANY_LUA)
+                call = self._script_call(client, chunk, now)
+                answer = await self._redis.run_async(self._many_script_async, *call)
+            forced.extend(self._answered(client, chunk, now, answer))
+        self.forced += sum(forced)
+        return forced
+
+    def _script_call(
+        self, client: str, chunk: Sequence[tuple[str, str]], now: float
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of ENUMERATION_MANY_LUA for one chunk."""
+        iban_of, name_of = self._pseudonyms.iban, self._pseudonyms.name
+        keys = [f"{self._prefix}{client}:{iban_of(iban)}" for iban, _ in chunk]
+        return keys, [f"{now:.6f}", self._window_s, self._max_names, *(name_of(n) for _, n in chunk)]
+
+    def _answered(self, client: str, chunk: Sequence[tuple[str, str]], now: float, answer: Any) -> list[bool]:
+        """Redis's answer for a chunk, or (no answer) the per-process guard's."""
+        if answer is not None and len(answer) == len(chunk):
+            return [int(a) == 1 for a in answer]
+        return self._local.over_cap_many(client, _local_keys(chunk), now)
+
+
+def _chunks(pairs: Sequence[tuple[str, str]]) -> list[Sequence[tuple[str, str]]]:
+    return [pairs[start : start + _MANY_CHUNK] for start in range(0, len(pairs), _MANY_CHUNK)]

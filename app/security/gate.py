@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
 import msgspec
 
@@ -33,8 +32,6 @@ from app.security.xfcc import ClientCert, ProxyTrust, XfccError, client_cert
 from app.settings import SettingsError
 from matching.resilience import CircuitBreaker
 
-_Item = TypeVar("_Item")
-_Answer = TypeVar("_Answer")
 log = logging.getLogger("vop.security")
 
 SCOPE_VERIFY = "vop:verify"
@@ -284,14 +281,12 @@ class SecurityGate:
     @property
     def limits_wait_on_redis(self) -> bool:
         """True when the rate limit and the enumeration guard ask Redis: then callers should not
-        wait for them in the event loop (the ``*_many_future`` methods, ``app.security.client_batch``)."""
+        wait for them in the event loop (``app.security.client_batch``, ``*_many_async``)."""
         return self._redis is not None
 
-    def rate_limit_many_future(
-        self, principal: Principal, costs: Sequence[int]
-    ) -> Future[list[float | None]]:
-        """``rate_limit`` for each cost, in order, started now (on the helper thread with Redis)."""
-        return self._soon(self._limiter.acquire_many, principal.client_id, costs)
+    async def rate_limit_many_async(self, principal: Principal, costs: Sequence[int]) -> list[float | None]:
+        """``rate_limit`` for each cost, in order, from the event loop without waiting on Redis."""
+        return await self._limiter.acquire_many_async(principal.client_id, costs)
 
     def enumeration_guard(self, principal: Principal, iban: str, name: str) -> bool:
         """True: this client tried too many distinct names on this IBAN — answer NOAP, audit forced=True."""
@@ -300,6 +295,12 @@ class SecurityGate:
     def enumeration_guard_many(self, principal: Principal, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """``enumeration_guard`` for each (iban, name) of a bulk request, in order."""
         return self._guard.over_cap_many(principal.client_id, pairs)
+
+    async def enumeration_guard_many_async(
+        self, principal: Principal, pairs: Sequence[tuple[str, str]]
+    ) -> list[bool]:
+        """``enumeration_guard_many`` from the event loop without waiting on Redis."""
+        return await self._guard.over_cap_many_async(principal.client_id, pairs)
 
     def enumeration_guard_many_future(
         self, principal: Principal, pairs: Sequence[tuple[str, str]]
@@ -310,19 +311,13 @@ class SecurityGate:
         request waited ~100 ms on them (bench_bulk, VOP_REDIS_URL set), and a single check ~70 µs
         with the event loop blocked. Without Redis the per-process guard answers here: it is Python
         throughout, and a thread would only take turns with the caller for the GIL."""
-        return self._soon(self._guard.over_cap_many, principal.client_id, pairs)
-
-    def _soon(
-        self, ask: Callable[[str, Sequence[_Item]], list[_Answer]], client: str, items: Sequence[_Item]
-    ) -> Future[list[_Answer]]:
-        """``ask(client, items)`` on the helper thread when it goes to Redis, else here and now."""
-        if self._redis is None or not items:
-            done: Future[list[_Answer]] = Future()
-            done.set_result(ask(client, items))
+        if self._redis is None or not pairs:
+            done: Future[list[bool]] = Future()
+            done.set_result(self.enumeration_guard_many(principal, pairs))
             return done
         if self._helper is None:
-            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vop-limits")
-        return self._helper.submit(ask, client, items)
+            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vop-enum-guard")
+        return self._helper.submit(self.enumeration_guard_many, principal, pairs)
 
     # -- audit ----------------------------------------------------------------------------------
     def audit(
@@ -396,6 +391,12 @@ class SecurityGate:
         ``AuditProcess.attach``): no thread of this process wakes per batch."""
         if isinstance(self._trail, AuditProcess):
             self._trail.attach(loop)
+
+    async def aclose(self) -> None:
+        """``close`` from the event loop, closing the asyncio Redis connections there first."""
+        if self._redis is not None:
+            await self._redis.aclose()
+        self.close()
 
     def close(self) -> None:
         """Flush and close the audit trail, stop the JWKS refresher, close Redis. Idempotent."""

@@ -15,6 +15,9 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.commands.core import AsyncScript
 
 from app.security.redis_backend import RedisBackend
 
@@ -137,6 +140,7 @@ class RateLimiter:
         self._redis = redis_backend
         self._script = redis_backend.script(BUCKET_LUA) if redis_backend else None
         self._many_script = redis_backend.script(BUCKET_MANY_LUA) if redis_backend else None
+        self._many_script_async: AsyncScript | None = None  # made in the event loop, on first use
         self._prefix = prefix + "rl:"
         self._clock = clock
         self.limited = 0  # requests refused so far
@@ -168,17 +172,34 @@ class RateLimiter:
         if self._local is None or not costs:
             return [None] * len(costs)
         now = self._clock()
-        waits: list[float | None]
         answer = None
         if self._redis is not None and self._many_script is not None:
-            answer = self._redis.run(
-                self._many_script,
-                [self._prefix + client],
-                [self._rps, self._burst, round(now * 1_000_000), *(max(c, 0) for c in costs)],
-            )
+            answer = self._redis.run(self._many_script, [self._prefix + client], self._many_args(costs, now))
+        return self._answered(client, costs, now, answer)
+
+    async def acquire_many_async(self, client: str, costs: Sequence[int]) -> list[float | None]:
+        """``acquire_many`` from the event loop: it serves others while Redis answers."""
+        if self._local is None or not costs:
+            return [None] * len(costs)
+        now = self._clock()
+        answer = None
+        if self._redis is not None:
+            if self._many_script_async is None:
+                self._many_script_async = self._redis.async_script(BUCKET_MANY_LUA)
+            keys = [self._prefix + client]
+            answer = await self._redis.run_async(self._many_script_async, keys, self._many_args(costs, now))
+        return self._answered(client, costs, now, answer)
+
+    def _many_args(self, costs: Sequence[int], now: float) -> list[Any]:
+        return [self._rps, self._burst, round(now * 1_000_000), *(max(c, 0) for c in costs)]
+
+    def _answered(self, client: str, costs: Sequence[int], now: float, answer: Any) -> list[float | None]:
+        """Redis's waits for the costs, or (no answer) the per-process bucket's."""
+        waits: list[float | None]
         if answer is not None and len(answer) == len(costs):
             waits = [seconds if (seconds := float(a)) > 0 else None for a in answer]
         else:
+            assert self._local is not None
             waits = [self._local.acquire(client, max(c, 0), now) for c in costs]
         self.limited += sum(w is not None for w in waits)
         return waits

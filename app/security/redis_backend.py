@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
+import redis.asyncio
 from redis.backoff import NoBackoff
-from redis.commands.core import Script
+from redis.commands.core import AsyncScript, Script
 from redis.retry import Retry
 
 from matching.resilience import CircuitBreaker
@@ -25,6 +26,10 @@ log = logging.getLogger("vop.security.redis")
 
 
 class RedisBackend:
+    """One Redis for the shared limits, with a blocking client (calls from a thread, or where the
+    caller may wait) and an asyncio client (calls from the worker's event loop, made on first use
+    there), behind one circuit breaker."""
+
     def __init__(
         self,
         url: str,
@@ -33,13 +38,15 @@ class RedisBackend:
         retry_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client: redis.Redis = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        self._options: dict[str, Any] = {
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": 0,
+        }
+        self._url = url
+        self._client: redis.Redis = redis.Redis.from_url(url, **self._options)
+        self._aclient: redis.asyncio.Redis | None = None
         self._retry_s = retry_s
         self.breaker = CircuitBreaker(
             "redis_limits", failure_threshold=1, reset_timeout=max(retry_s, 0.001), clock=clock
@@ -50,27 +57,55 @@ class RedisBackend:
     def script(self, lua: str) -> Script:
         return self._client.register_script(lua)
 
+    def async_script(self, lua: str) -> AsyncScript:
+        """``lua`` on the asyncio client (its connections belong to the loop that first uses them)."""
+        if self._aclient is None:
+            self._aclient = redis.asyncio.Redis.from_url(self._url, **self._options)
+        return self._aclient.register_script(lua)
+
     def run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any | None:
         if not self.breaker.allow():
             return None
         try:
             result = script(keys=list(keys), args=list(args))
         except (redis.RedisError, OSError) as exc:
-            self.failures += 1
-            self.breaker.record_failure()
-            if self.healthy:
-                log.warning(
-                    "Redis unavailable (%s); using per-process limits for %.0f s",
-                    type(exc).__name__,
-                    self._retry_s,
-                )
-            self.healthy = False
+            self._failed(exc)
             return None
+        self._succeeded()
+        return result
+
+    async def run_async(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any | None:
+        """``run`` from the event loop: the loop serves others while Redis answers."""
+        if not self.breaker.allow():
+            return None
+        try:
+            result = await script(keys=list(keys), args=list(args))
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return None
+        self._succeeded()
+        return result
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        self.breaker.record_failure()
+        if self.healthy:
+            name = type(exc).__name__
+            log.warning("Redis unavailable (%s); using per-process limits for %.0f s", name, self._retry_s)
+        self.healthy = False
+
+    def _succeeded(self) -> None:
         self.breaker.record_success()
         if not self.healthy:
             log.info("Redis reachable again; shared limits resumed")
         self.healthy = True
-        return result
 
     def close(self) -> None:
         self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the asyncio client's connections (in the loop they belong to), then the rest."""
+        if self._aclient is not None:
+            client, self._aclient = self._aclient, None
+            await client.aclose()
+        self.close()
