@@ -25,30 +25,9 @@ from redis.commands.core import AsyncScript
 from app.security.pseudonym import Pseudonymiser, canonical_iban, canonical_name, canonical_names
 from app.security.redis_backend import RedisBackend
 
-ENUMERATION_LUA = """
-local now = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local cap = tonumber(ARGV[4])
-if cap > 0 and redis.call('ZCARD', KEYS[1]) == 0 then
-  -- no names held (an empty sorted set does not exist): nothing to prune, nothing to compare
-  redis.call('ZADD', KEYS[1], now, ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
-  return 0
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return 0
-end
-if redis.call('ZCARD', KEYS[1]) >= cap then
-  return 1
-end
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
-return 0
-"""
-
-# The same rule for a whole bulk request in one round trip: KEYS[i] pairs with ARGV[3 + i]; returns
-# one 0/1 per pair, evaluated in order (a name repeated in the batch counts once).
+# The rule in one round trip for any number of pairs (a single check's, a loop iteration's, a bulk
+# request's chunk): KEYS[i] pairs with ARGV[3 + i]; returns one 0/1 per pair, evaluated in order (a
+# name repeated in the batch counts once).
 ENUMERATION_MANY_LUA = """
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -151,7 +130,6 @@ class EnumerationGuard:
         self._window_s = window_s
         self._local = LocalEnumerationGuard(max_names, window_s, max_keys)
         self._redis = redis_backend
-        self._script = redis_backend.script(ENUMERATION_LUA) if redis_backend else None
         self._many_script = redis_backend.script(ENUMERATION_MANY_LUA) if redis_backend else None
         self._many_script_async: AsyncScript | None = None  # made in the event loop, on first use
         self._prefix = prefix + "enum:"
@@ -159,17 +137,9 @@ class EnumerationGuard:
         self.forced = 0  # answers forced to NOAP so far
 
     def over_cap(self, client: str, iban: str, name: str) -> bool:
+        if self._redis is not None:
+            return self.over_cap_many(client, [(iban, name)])[0]
         now = self._clock()
-        if self._redis is not None and self._script is not None:
-            answer = self._redis.run(
-                self._script,
-                [f"{self._prefix}{client}:{self._pseudonyms.iban(iban)}"],
-                [self._pseudonyms.name(name), f"{now:.6f}", self._window_s, self._max_names],
-            )
-            if answer is not None:
-                forced = int(answer) == 1
-                self.forced += forced
-                return forced
         iban_key = _local_key("iban", canonical_iban(iban))
         name_key = _local_key("name", canonical_name(name))
         forced = self._local.over_cap(client, iban_key, name_key, now)

@@ -21,38 +21,9 @@ from redis.commands.core import AsyncScript
 
 from app.security.redis_backend import RedisBackend
 
-BUCKET_LUA = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local now = tonumber(ARGV[4]) -- microseconds since the epoch (exact in a double)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
-end
-local elapsed = (now - ts) / 1000000
-if elapsed < 0 then elapsed = 0 end
-tokens = math.min(burst, tokens + elapsed * rate)
-local need = math.min(cost, burst)
-local wait = 0
-if tokens + rate * 0.000001 + 0.000000001 >= need then
-  tokens = tokens - cost
-else
-  wait = math.max((need - tokens) / rate, 0.000001)
-end
-local stamp = string.format('%d', math.max(now, ts))
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.9f', tokens), 'ts', stamp)
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst + math.max(0, -tokens)) / rate * 1000) + 1000)
-return string.format('%.6f', wait)
-"""
-
-
-# The same bucket for several acquisitions of one client at one moment, in order (a loop
-# iteration's single checks, app.security.client_batch): ARGV[4 + i] is the i-th cost; one wait
-# per cost.
+# The bucket for one or more acquisitions of one client at one moment, in order (a request, or a
+# loop iteration's single checks, app.security.client_batch): ARGV[4 + i] is the i-th cost; one
+# wait per cost.
 BUCKET_MANY_LUA = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -138,7 +109,6 @@ class RateLimiter:
         self._burst = burst
         self._local = LocalTokenBucket(rps, burst, max_clients) if self.enabled else None
         self._redis = redis_backend
-        self._script = redis_backend.script(BUCKET_LUA) if redis_backend else None
         self._many_script = redis_backend.script(BUCKET_MANY_LUA) if redis_backend else None
         self._many_script_async: AsyncScript | None = None  # made in the event loop, on first use
         self._prefix = prefix + "rl:"
@@ -148,21 +118,9 @@ class RateLimiter:
     def acquire(self, client: str, cost: int = 1) -> float | None:
         if self._local is None:
             return None
-        now = self._clock()
-        wait: float | None
-        if self._redis is not None and self._script is not None:
-            answer = self._redis.run(
-                self._script,
-                [self._prefix + client],
-                [self._rps, self._burst, max(cost, 0), round(now * 1_000_000)],
-            )
-            if answer is not None:
-                seconds = float(answer)
-                wait = seconds if seconds > 0 else None
-                if wait is not None:
-                    self.limited += 1
-                return wait
-        wait = self._local.acquire(client, max(cost, 0), now)
+        if self._redis is not None:
+            return self.acquire_many(client, [cost])[0]
+        wait = self._local.acquire(client, max(cost, 0), self._clock())
         if wait is not None:
             self.limited += 1
         return wait
