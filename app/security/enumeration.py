@@ -167,13 +167,18 @@ class EnumerationGuard:
         for chunk in _chunks(pairs):
             answer = None
             if self._redis is not None:
-                if self._many_script_async is None:
-                    self._many_script_async = self._redis.async_script(ENUMERATION_MANY_LUA)
                 call = self._script_call(client, chunk, now)
-                answer = await self._redis.run_async(self._many_script_async, *call)
+                answer = await self._redis.run_async(self.async_script(), *call)
             forced.extend(self._answered(client, chunk, now, answer))
         self.forced += sum(forced)
         return forced
+
+    def async_script(self) -> AsyncScript:
+        """The batch script on the asyncio client (made on first use, in the event loop)."""
+        assert self._redis is not None
+        if self._many_script_async is None:
+            self._many_script_async = self._redis.async_script(ENUMERATION_MANY_LUA)
+        return self._many_script_async
 
     def _script_call(
         self, client: str, chunk: Sequence[tuple[str, str]], now: float

@@ -112,6 +112,7 @@ class SecurityGate:
         self._trail = trail
         self._redis = redis_backend
         self._helper: ThreadPoolExecutor | None = None  # made on first use (after the fork)
+        self._warming: asyncio.Task[None] | None = None
         self._proxies = ProxyTrust(parse_networks(settings.trusted_proxies))
         self._xfcc_required = settings.xfcc_required
 
@@ -391,9 +392,16 @@ class SecurityGate:
         ``AuditProcess.attach``): no thread of this process wakes per batch."""
         if isinstance(self._trail, AuditProcess):
             self._trail.attach(loop)
+        if self._redis is not None:  # connect and load the single checks' scripts before traffic
+            scripts = [self._guard.async_script()]
+            if self._limiter.enabled:
+                scripts.append(self._limiter.async_script())
+            self._warming = loop.create_task(self._redis.warm_async(scripts))
 
     async def aclose(self) -> None:
         """``close`` from the event loop, closing the asyncio Redis connections there first."""
+        if self._warming is not None:
+            self._warming.cancel()
         if self._redis is not None:
             await self._redis.aclose()
         self.close()

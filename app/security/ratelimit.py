@@ -142,11 +142,16 @@ class RateLimiter:
         now = self._clock()
         answer = None
         if self._redis is not None:
-            if self._many_script_async is None:
-                self._many_script_async = self._redis.async_script(BUCKET_MANY_LUA)
             keys = [self._prefix + client]
-            answer = await self._redis.run_async(self._many_script_async, keys, self._many_args(costs, now))
+            answer = await self._redis.run_async(self.async_script(), keys, self._many_args(costs, now))
         return self._answered(client, costs, now, answer)
+
+    def async_script(self) -> AsyncScript:
+        """The batch script on the asyncio client (made on first use, in the event loop)."""
+        assert self._redis is not None
+        if self._many_script_async is None:
+            self._many_script_async = self._redis.async_script(BUCKET_MANY_LUA)
+        return self._many_script_async
 
     def _many_args(self, costs: Sequence[int], now: float) -> list[Any]:
         return [self._rps, self._burst, round(now * 1_000_000), *(max(c, 0) for c in costs)]

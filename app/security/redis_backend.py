@@ -23,6 +23,7 @@ from redis.retry import Retry
 from matching.resilience import CircuitBreaker
 
 log = logging.getLogger("vop.security.redis")
+ASYNC_TIMEOUT_FLOOR_S = 0.25
 
 
 class RedisBackend:
@@ -46,6 +47,10 @@ class RedisBackend:
         }
         self._url = url
         self._client: redis.Redis = redis.Redis.from_url(url, **self._options)
+        # From the event loop a wait blocks nothing but its own request, and a loop busy for a moment
+        # must not read as a dead Redis: those calls wait at least ASYNC_TIMEOUT_FLOOR_S.
+        slack = max(timeout_s, ASYNC_TIMEOUT_FLOOR_S)
+        self._async_options = {**self._options, "socket_timeout": slack, "socket_connect_timeout": slack}
         self._aclient: redis.asyncio.Redis | None = None
         self._retry_s = retry_s
         self.breaker = CircuitBreaker(
@@ -60,8 +65,19 @@ class RedisBackend:
     def async_script(self, lua: str) -> AsyncScript:
         """``lua`` on the asyncio client (its connections belong to the loop that first uses them)."""
         if self._aclient is None:
-            self._aclient = redis.asyncio.Redis.from_url(self._url, **self._options)
+            self._aclient = redis.asyncio.Redis.from_url(self._url, **self._async_options)
         return self._aclient.register_script(lua)
+
+    async def warm_async(self, scripts: Sequence[AsyncScript]) -> None:
+        """Connect the asyncio client and load ``scripts`` ahead of the first request (app start-up),
+        so that a request's first call is one round trip. A failure is left to the first real call."""
+        if self._aclient is None:
+            return
+        try:
+            for script in scripts:
+                await self._aclient.script_load(script.script)
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            log.info("Redis not reached at start-up (%s); the first calls will try again", type(exc).__name__)
 
     def run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any | None:
         if not self.breaker.allow():
