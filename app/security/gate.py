@@ -286,7 +286,7 @@ class SecurityGate:
         return self._redis is not None
 
     async def rate_limit_many_async(self, principal: Principal, costs: Sequence[int]) -> list[float | None]:
-        """``rate_limit`` for each cost, in order, from the event loop without waiting on Redis."""
+        """``rate_limit`` for each cost, in order; the event loop serves others while Redis answers."""
         return await self._limiter.acquire_many_async(principal.client_id, costs)
 
     def enumeration_guard(self, principal: Principal, iban: str, name: str) -> bool:
@@ -300,18 +300,19 @@ class SecurityGate:
     async def enumeration_guard_many_async(
         self, principal: Principal, pairs: Sequence[tuple[str, str]]
     ) -> list[bool]:
-        """``enumeration_guard_many`` from the event loop without waiting on Redis."""
+        """``enumeration_guard_many``; the event loop serves others while Redis answers."""
         return await self._guard.over_cap_many_async(principal.client_id, pairs)
 
     def enumeration_guard_many_future(
         self, principal: Principal, pairs: Sequence[tuple[str, str]]
     ) -> Future[list[bool]]:
-        """``enumeration_guard_many`` started now; the future gives its answer.
+        """``enumeration_guard_many`` started now; the future gives its answer (the bulk route's way:
+        its event loop is busy matching meanwhile; single checks await ``*_many_async`` instead).
 
         With Redis the scripts run on a helper thread while the caller goes on: a 10,000-item bulk
-        request waited ~100 ms on them (bench_bulk, VOP_REDIS_URL set), and a single check ~70 µs
-        with the event loop blocked. Without Redis the per-process guard answers here: it is Python
-        throughout, and a thread would only take turns with the caller for the GIL."""
+        request waited ~100 ms on them (bench_bulk, VOP_REDIS_URL set). Without Redis the
+        per-process guard answers here: it is Python throughout, and a thread would only take turns
+        with the caller for the GIL."""
         if self._redis is None or not pairs:
             done: Future[list[bool]] = Future()
             done.set_result(self.enumeration_guard_many(principal, pairs))
