@@ -70,12 +70,14 @@ from bench.http import (
     Variant,
     _vop,
     add_env_option,
+    add_redis_option,
     b_environment,
     ensure_snapshot,
     machine_info,
     request_body,
     run_guarded,
     running,
+    with_redis,
 )
 from bench.netutil import free_port
 from matching.model import Check
@@ -333,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         "also run a second vop serve with this environment (repeatable, all in one variant), "
         "sent every request too, alternating which goes first; reports its p50 over B's",
     )
+    add_redis_option(p)
     p.add_argument(
         "--json-out", type=Path, default=None, help="result file (default bench/out/bulk-<time>.json)"
     )
@@ -522,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.accounts < 1 or args.size < 1 or args.requests < 1 or args.split_repeats < 0:
         parser.error("--accounts, --size and --requests must be at least 1, --split-repeats not negative")
-    result = run_guarded("bench.bench_bulk", lambda: run(args, argv))
+    result = run_guarded("bench.bench_bulk", lambda: with_redis(args, lambda: run(args, argv)))
     if isinstance(result, int):
         return result
     print()

@@ -1027,6 +1027,40 @@ def add_env_option(p: argparse.ArgumentParser, flag: str, help_text: str) -> Non
     )
 
 
+REDIS_PLACEHOLDER = "@redis"
+
+
+def add_redis_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--redis",
+        action="store_true",
+        help=f"start a throwaway redis-server on a free loopback port for the run; {REDIS_PLACEHOLDER} "
+        "in --extra-env / --compare-env values becomes its URL, e.g. "
+        f"--compare-env VOP_REDIS_URL={REDIS_PLACEHOLDER} (the rate limit and enumeration guard "
+        "shared through Redis, as a fleet runs them)",
+    )
+
+
+@contextmanager
+def redis_for(args: argparse.Namespace) -> Iterator[None]:
+    """With ``--redis``: a redis-server for the run (``bench.bench_redis.redis_server``) and
+    ``@redis`` in the env options replaced by its URL; without, a ``@redis`` is an error."""
+    names = ("extra_env", "compare_env")
+    used = any(REDIS_PLACEHOLDER in v for n in names for _, v in getattr(args, n, []))
+    if not args.redis:
+        if used:
+            raise BenchError(f"{REDIS_PLACEHOLDER} in an env option needs --redis")
+        yield
+        return
+    from bench.bench_redis import redis_server  # noqa: PLC0415 (only --redis needs it)
+
+    with redis_server() as url:
+        for n in names:
+            setattr(args, n, [(k, v.replace(REDIS_PLACEHOLDER, url)) for k, v in getattr(args, n, [])])
+        log(f"redis-server for this run: {url}")
+        yield
+
+
 def parse_on_off(text: str) -> bool:
     if text.lower() in ("on", "1", "true", "yes"):
         return True
@@ -1084,6 +1118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and report with / without, e.g. VOP_MICROBATCH_MS=0.5 or OTEL_TRACES_EXPORTER=otlp (an OTLP "
         "target without an endpoint exports to a built-in loopback sink)",
     )
+    add_redis_option(p)
     p.add_argument(
         "--fixed-fraction",
         type=float,
@@ -1113,6 +1148,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def with_redis(args: argparse.Namespace, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()`` inside ``redis_for(args)``."""
+    with redis_for(args):
+        return run()
 
 
 def run_guarded(prog: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any] | int:
@@ -1440,7 +1481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--compare-auth compares auth on with auth off: leave --auth on")
     if not Path(args.wrk).is_file():
         parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
-    result = run_guarded("bench.http", lambda: run(args, argv))
+    result = run_guarded("bench.http", lambda: with_redis(args, lambda: run(args, argv)))
     if isinstance(result, int):
         return result
     print()
