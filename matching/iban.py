@@ -79,7 +79,7 @@ for _cc, _n in IBAN_LENGTHS.items():
 
 def valid_many(ibans: Sequence[str]) -> np.ndarray:
     """For each string, ``iban_problem(s) is None``, as one boolean array (the bulk endpoint's
-    form of the same rule: 10,000 IBANs in ~2 ms against ~26 ms one by one, measured).
+    form of the same rule: 10,000 IBANs in 3.6 ms against 26 ms one by one, bench/RESULTS.md).
 
     Shape, country length and mod-97 are computed on the IBANs' bytes as a zero-padded (n, 34)
     matrix. The mod-97 of the rearranged, letter-expanded number is sum(value * 10**digits_after)

@@ -31,7 +31,7 @@ from app.exchange import (
 )
 from app.observability.logging import bind_request, clear_request
 from app.problems import ProblemError
-from app.routes.verification import ENUMERATION_NOAP, method_not_allowed, rate_limited
+from app.routes.verification import ENUMERATION_NOAP, guarded_name, method_not_allowed, rate_limited
 from app.security.gate import SCOPE_BULK, Principal, SecurityGate
 from app.service import Verifier, to_response
 from app.services import Services
@@ -162,14 +162,15 @@ def _guard_soon(
     security: SecurityGate | None, principal: Principal | None, checks: Sequence[Check]
 ) -> Callable[[], list[bool]]:
     """Start the enumeration guard for the batch; the returned callable gives, per check, True when
-    the guard forces NOAP (name checks only, as ``guarded``). Checks are verified meanwhile, and a
+    the guard forces NOAP (the checks with a ``guarded_name``). Checks are verified meanwhile, and a
     forced one's answer is replaced (forced answers are rare; verifying them costs nothing else)."""
     n = len(checks)
     if security is None or principal is None:
         return lambda: [False] * n
-    named = [k for k, c in enumerate(checks) if c.name is not None and not c.is_id_check]
+    names = [guarded_name(c) for c in checks]
+    named = [k for k, name in enumerate(names) if name is not None]
     pending = security.enumeration_guard_many_future(
-        principal, [(checks[k].iban, checks[k].name or "") for k in named]
+        principal, [(checks[k].iban, names[k] or "") for k in named]
     )
 
     def forced() -> list[bool]:

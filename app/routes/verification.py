@@ -65,22 +65,24 @@ def rate_limited(wait_s: float) -> ProblemError:
     )
 
 
+def guarded_name(check: Check) -> str | None:
+    """The name the enumeration guard counts for this check: a name check's name; None for an
+    identifier check (the guard does not apply)."""
+    return check.name if check.name is not None and not check.is_id_check else None
+
+
 def guarded(security: SecurityGate, principal: Principal, check: Check) -> bool:
     """True when the enumeration guard forces NOAP for this (name) check."""
-    return (
-        check.name is not None
-        and not check.is_id_check
-        and security.enumeration_guard(principal, check.iban, check.name)
-    )
+    name = guarded_name(check)
+    return name is not None and security.enumeration_guard(principal, check.iban, name)
 
 
 async def _guarded_soon(
     batcher: ClientBatcher[tuple[str, str], bool], principal: Principal, check: Check
 ) -> bool:
     """``guarded``, with the Redis question gathered into the loop iteration's batch."""
-    if check.name is None or check.is_id_check:
-        return False
-    return await batcher.ask(principal, (check.iban, check.name))
+    name = guarded_name(check)
+    return name is not None and await batcher.ask(principal, (check.iban, name))
 
 
 def verification_handler(services: Services) -> Handler:
