@@ -18,9 +18,11 @@ Persons are aligned order-insensitively; organisations order-sensitively (anothe
 deviation, ``word_order``).
 
 Speed: most non-matching pairs never reach the alignment: ``person_may_match`` (no word in common
-and no way to re-split the letters) rejects them with a set and two sums; one leftover word per side
-is a plain scan instead of the permutation search (``best_pairs``). Both shortcuts are proven
-equal to the slow path by hypothesis (``tests/test_matching_properties.py``).
+and no way to re-split the letters) rejects them with a set and two sums; one word left on each side
+after the exact pairs (one word misspelt) is one comparison (``_one_word_each``); one leftover word
+on a side is a plain scan instead of the permutation search, and no or one possible pair needs no
+search (``best_pairs``). All shortcuts are proven equal to the slow path (``score_person_full``) by
+hypothesis (``tests/test_matching_properties.py``).
 """
 
 from __future__ import annotations
@@ -209,12 +211,13 @@ def score_person(q: Sequence[str], r: Sequence[str], s: MatchSettings) -> Score:
 
 
 def score_person_full(q: Sequence[str], r: Sequence[str], s: MatchSettings) -> Score:
-    """``score_person`` without the early reject (``person_may_match``); the reference for tests."""
+    """``score_person`` without any shortcut (the early reject, the one-word-each alignment, the
+    pair-search shortcuts); the reference for tests."""
     if not q or not r:
         return NO_MATCH
     if tuple(q) == tuple(r) or sorted(q) == sorted(r):
         return EXACT
-    return _align_person(q, r, s)
+    return _align_person(q, r, s, general=True)
 
 
 _Pair = tuple[int, int, int, int]  # (query index, registered index, kind, edits)
@@ -230,19 +233,23 @@ def best_pairs(
     """Best assignment of the leftover tokens: the most fuzzy pairs, then the fewest edits; the
     first one found (query order, then registered order) wins a tie.
 
-    One token left on a side (the usual case: one word misspelt) is a plain scan for the pair with
-    the fewest edits; ``general=True`` forces the permutation search (tests prove they agree). More
-    than four leftovers on a side: one greedy pass.
+    No live pair (every candidate ``_NONE``: the usual no-match) or exactly one is answered without
+    a search; one token left on a side (the usual case: one word misspelt) is a plain scan for the
+    pair with the fewest edits; ``general=True`` forces the permutation search (tests prove they
+    agree). More than four leftovers on a side: one greedy pass.
     """
     small = len(qi) <= 4 and len(rj) <= 4
-    if small and not general and (len(qi) == 1 or len(rj) == 1):
-        found: _Pair | None = None
-        for i in qi:
-            for j in rj:
+    if not general:
+        live = [(i, j) for i in qi for j in rj if cand[(i, j)][0] != _NONE]
+        if len(live) <= 1:  # no pair at all, or one: every search finds just that
+            return [(i, j, *cand[(i, j)]) for i, j in live]
+        if small and (len(qi) == 1 or len(rj) == 1):
+            found: _Pair | None = None
+            for i, j in live:
                 kind, e = cand[(i, j)]
-                if kind != _NONE and (found is None or e < found[3]):
+                if found is None or e < found[3]:
                     found = (i, j, kind, e)
-        return [] if found is None else [found]
+            return [] if found is None else [found]
     best: tuple[tuple[int, int], list[_Pair]] = ((0, 0), [])
     if small:
         k = min(len(qi), len(rj))
@@ -264,7 +271,7 @@ def best_pairs(
     return best[1]
 
 
-def _align_person(q: Sequence[str], r: Sequence[str], s: MatchSettings) -> Score:
+def _align_person(q: Sequence[str], r: Sequence[str], s: MatchSettings, *, general: bool = False) -> Score:
     nq, nr = len(q), len(r)
     # 1. exact pairs: each query token takes the first free registered token equal to it (without
     #    umlauts on either side, tokens_equal is plain equality)
@@ -280,11 +287,15 @@ def _align_person(q: Sequence[str], r: Sequence[str], s: MatchSettings) -> Score
         else:
             qi.append(i)
     n_exact = nq - len(qi)
+    if len(qi) == 1 and len(rj) == 1 and not general:
+        return _one_word_each(q[qi[0]], r[rj[0]], rj[0] == nr - 1, s)
     # 2. fuzzy pairs: best assignment of the few remaining tokens
     pairs: list[_Pair] = []
     extra, missing = qi, rj
     if qi and rj:
-        pairs = best_pairs(qi, rj, {(i, j): compare_tokens(q[i], r[j], s) for i in qi for j in rj})
+        pairs = best_pairs(
+            qi, rj, {(i, j): compare_tokens(q[i], r[j], s) for i in qi for j in rj}, general=general
+        )
         if pairs:
             paired_q = [p[0] for p in pairs]
             paired_r = [p[1] for p in pairs]
@@ -326,6 +337,24 @@ def _align_person(q: Sequence[str], r: Sequence[str], s: MatchSettings) -> Score
     if deviations > s.max_deviations_person:
         return NO_MATCH
     return Score(deviations, edits, reason)
+
+
+def _one_word_each(qt: str, rt: str, surname: bool, s: MatchSettings) -> Score:
+    """``_align_person`` when one word is left on each side (the usual close match: one word
+    misspelt, abbreviated or a nickname), without the pair search and the bookkeeping of leftovers.
+
+    The two words are not equal (the exact step would have paired them), so without a fuzzy pair
+    they are an extra and a missing word of one letter sequence each, which no spacing rule joins:
+    no match. Every other registered word was paired exactly, so "a multi-word name needs a word
+    right as written" holds. Proven equal to the general path by hypothesis
+    (``tests/test_matching_properties.py``).
+    """
+    kind, e = compare_tokens(qt, rt, s)
+    if kind == _NONE or (kind == _INITIAL and surname):  # an initial never stands for the surname
+        return NO_MATCH
+    if s.max_deviations_person < 1:
+        return NO_MATCH
+    return Score(1, e, _REASON[kind])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -184,13 +184,27 @@ PERSON_SETTINGS = st.sampled_from(
 
 @given(TOKENS, TOKENS, PERSON_SETTINGS)
 @settings(max_examples=1500)
-def test_early_reject_agrees_with_the_full_person_scorer(
+def test_person_shortcuts_agree_with_the_full_person_scorer(
     q: tuple[str, ...], r: tuple[str, ...], s: MatchSettings
 ) -> None:
     full = score_person_full(q, r, s)
     if not person_may_match(q, r):
         assert full == NO_MATCH
     assert score_person(q, r, s) == full
+
+
+@given(TOKENS, st.data(), PERSON_SETTINGS)
+@settings(max_examples=1500)
+def test_one_word_changed_agrees_with_the_full_person_scorer(
+    r: tuple[str, ...], data: st.DataObject, s: MatchSettings
+) -> None:
+    """The usual close match: the registered words with one replaced (a typo, an initial, a
+    nickname, another word) and perhaps shuffled: one word left on each side."""
+    at = data.draw(st.integers(0, len(r) - 1))
+    q = list(r)
+    q[at] = data.draw(TOKEN | st.just(r[at][:1]) | st.just(r[at][:-1] or "x"))
+    q = data.draw(st.permutations(q))
+    assert score_person(q, r, s) == score_person_full(q, r, s)
 
 
 @given(
@@ -204,6 +218,22 @@ def test_single_leftover_scan_agrees_with_the_permutation_search(
 ) -> None:
     assume(len(qi) == 1 or len(rj) == 1)
     kinds = st.tuples(st.integers(0, 4), st.integers(0, 2))  # (kind, edits); 4 = no pair
+    cand = {(i, j): data.draw(kinds) for i in qi for j in rj}
+    assert best_pairs(qi, rj, cand) == best_pairs(qi, rj, cand, general=True)
+
+
+@given(
+    st.lists(st.integers(0, 6), min_size=1, max_size=4, unique=True).map(sorted),
+    st.lists(st.integers(0, 6), min_size=1, max_size=4, unique=True).map(sorted),
+    st.data(),
+)
+@settings(max_examples=800)
+def test_pair_search_shortcuts_agree_with_the_permutation_search(
+    qi: list[int], rj: list[int], data: st.DataObject
+) -> None:
+    """Any leftover sizes (up to four a side: the permutation search), mostly without a live pair
+    (kind 4), as in a no-match: the shortcut for no or one live pair gives the search's answer."""
+    kinds = st.one_of(st.just((4, 0)), st.just((4, 0)), st.tuples(st.integers(0, 4), st.integers(0, 2)))
     cand = {(i, j): data.draw(kinds) for i in qi for j in rj}
     assert best_pairs(qi, rj, cand) == best_pairs(qi, rj, cand, general=True)
 
