@@ -87,28 +87,30 @@ def tokens_equal(q: str, r: str) -> bool:
     return qa == ra or qe == re_
 
 
-_LAST_LETTERS: dict[tuple[tuple[str, str], ...], frozenset[tuple[str, str]] | None] = {}
+_LAST_LETTERS: dict[MatchSettings, frozenset[tuple[str, str]] | None] = {}
 
 
-def _ending_last_letters(endings: tuple[tuple[str, str], ...]) -> frozenset[tuple[str, str]] | None:
-    """(last letter of one token, last letter of the other) that some ending pair can give; None
-    when an ending is empty (then any pair can). Memoised per settings (a plain dict, never evicted:
-    there are only ever a few settings objects)."""
+def _ending_last_letters(s: MatchSettings) -> frozenset[tuple[str, str]] | None:
+    """(last letter of one token, last letter of the other) that some ending pair of
+    ``s.gendered_endings`` can give; None when an ending is empty (then any pair can). Memoised per
+    settings object (its hash is cached and a look-up by the same object is an identity check; a
+    plain dict, never evicted: there are only ever a few settings objects)."""
     try:
-        return _LAST_LETTERS[endings]
+        return _LAST_LETTERS[s]
     except KeyError:
         pass
+    endings = s.gendered_endings
     got = (
         None
         if any(not a or not b for a, b in endings)
         else frozenset(p for a, b in endings for p in ((a[-1], b[-1]), (b[-1], a[-1])))
     )
-    _LAST_LETTERS[endings] = got
+    _LAST_LETTERS[s] = got
     return got
 
 
 def _gendered(q: str, r: str, s: MatchSettings) -> bool:
-    last = _ending_last_letters(s.gendered_endings)
+    last = _ending_last_letters(s)
     if last is not None and (q[-1:], r[-1:]) not in last:
         return False
     for a, b in s.gendered_endings:
@@ -121,12 +123,18 @@ def _gendered(q: str, r: str, s: MatchSettings) -> bool:
 @functools.lru_cache(maxsize=131_072)
 def compare_tokens(q: str, r: str, s: MatchSettings) -> tuple[int, int]:
     """(kind, edits) of query token ``q`` against registered token ``r``."""
-    if tokens_equal(q, r):
+    if q == r:
         return _EXACT, 0
+    if "ä" in q or "ö" in q or "ü" in q or "ä" in r or "ö" in r or "ü" in r:
+        qa, qe = umlaut_forms(q)
+        ra, re_ = umlaut_forms(r)
+        if qa == ra or qe == re_:  # (tokens_equal)
+            return _EXACT, 0
+    else:
+        qa = qe = q
+        ra = re_ = r
     if are_variants(q, r):
         return _NICK, 0
-    qa, qe = umlaut_forms(q)
-    ra, re_ = umlaut_forms(r)
     if (len(q) == 1 and ra.startswith(qa)) or (len(r) == 1 and qa.startswith(ra)):
         return (_INITIAL, 0) if s.allow_initials else (_NONE, 0)
     if len(q) == 1 or len(r) == 1:

@@ -6,12 +6,24 @@ import unicodedata
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from rapidfuzz.distance import OSA
 
 from bench.sample_names import FIRST_NAMES, ORG_WORDS, SURNAMES
-from matching.name_variants import are_variants
+from matching.legal_forms import umlaut_forms
+from matching.name_variants import are_variants, is_known_name
 from matching.normalize import fold, fold_many, prepare_query, prepare_registered
 from matching.policy import DEFAULT_SETTINGS, MatchSettings, decide_names, decide_one
-from matching.scorer import NO_MATCH, _gendered, best_pairs, person_may_match, score_person, score_person_full
+from matching.scorer import (
+    NO_MATCH,
+    _gendered,
+    best_pairs,
+    compare_tokens,
+    edit_allowance,
+    person_may_match,
+    score_person,
+    score_person_full,
+    tokens_equal,
+)
 
 LATINISH = st.characters(
     codec="utf-8",
@@ -250,6 +262,34 @@ def test_gendered_ending_prefilter_changes_nothing(q: str, r: str, s: MatchSetti
         for x, y in ((q, r), (r, q))
     )
     assert _gendered(q, r, s) == brute
+
+
+def _compare_tokens_reference(q: str, r: str, s: MatchSettings) -> tuple[int, int]:
+    """``compare_tokens`` written out step by step from its documented rules (the scorer inlines
+    the umlaut handling)."""
+    if tokens_equal(q, r):
+        return 0, 0
+    if are_variants(q, r):
+        return 1, 0
+    qa, qe = umlaut_forms(q)
+    ra, re_ = umlaut_forms(r)
+    if (len(q) == 1 and ra.startswith(qa)) or (len(r) == 1 and qa.startswith(ra)):
+        return (2, 0) if s.allow_initials else (4, 0)
+    if len(q) == 1 or len(r) == 1:
+        return 4, 0
+    allow = edit_allowance(len(ra), s)
+    if allow <= 0 or (s.typo_keep_first_letter and qa[0] != ra[0]):
+        return 4, 0
+    d = min(OSA.distance(qa, ra), OSA.distance(qe, re_))
+    if d > allow or (s.refuse_typo_between_known_names and is_known_name(q) and is_known_name(r)):
+        return 4, 0
+    return (4, 0) if _gendered(qa, ra, s) else (3, d)
+
+
+@given(TOKEN, TOKEN | st.sampled_from(["mueller", "muller", "jana", "wiliam", "nowakowa"]), PERSON_SETTINGS)
+@settings(max_examples=1500)
+def test_compare_tokens_follows_its_rules(q: str, r: str, s: MatchSettings) -> None:
+    assert compare_tokens.__wrapped__(q, r, s) == _compare_tokens_reference(q, r, s)
 
 
 PERSON_NAME = st.builds(lambda first, last: f"{first} {last}", FIRST, LAST)
