@@ -49,10 +49,16 @@ def umlaut_forms(key: str) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class LegalForms:
-    """Lookup from a written-form key (both umlaut spellings) to its canonical abbreviation."""
+    """Lookup from a written-form key (both umlaut spellings) to its canonical abbreviation.
+
+    ``prefixes`` / ``suffixes``: every start / end of a key (no key of ``by_key`` holds an umlaut):
+    ``mark_forms`` only looks up the words that some key starts / ends with.
+    """
 
     by_key: dict[str, str]
     max_tokens: int
+    prefixes: frozenset[str] = frozenset()
+    suffixes: frozenset[str] = frozenset()
 
     def lookup(self, key: str) -> str | None:
         hit = self.by_key.get(key)
@@ -72,7 +78,12 @@ def load() -> LegalForms:
         for spelling in umlaut_forms(key):
             by_key.setdefault(spelling, canonical)
         max_tokens = max(max_tokens, int(row["tokens"]))
-    return LegalForms(by_key=by_key, max_tokens=max_tokens)
+    return LegalForms(
+        by_key=by_key,
+        max_tokens=max_tokens,
+        prefixes=frozenset(k[:i] for k in by_key for i in range(len(k) + 1)),
+        suffixes=frozenset(k[i:] for k in by_key for i in range(len(k) + 1)),
+    )
 
 
 def canonical_of(written: str) -> str | None:
@@ -81,8 +92,17 @@ def canonical_of(written: str) -> str | None:
 
 
 def _match_end(tokens: list[str], forms: LegalForms) -> tuple[int, str] | None:
+    """(number of words, canonical form) of the longest legal form at the end, if any: every length
+    from ``max_tokens`` down is tried, unless no key ends with the last word, or with the last two
+    (``forms.suffixes``; the usual name: a one-word form or none)."""
     n = len(tokens)
-    for k in range(min(forms.max_tokens, n - 1), 0, -1):
+    plain = umlaut_forms(tokens[-1])[0]
+    if plain not in forms.suffixes:
+        return None
+    longest = min(forms.max_tokens, n - 1)
+    if longest >= 2 and umlaut_forms(tokens[-2])[0] + plain not in forms.suffixes:
+        longest = 1
+    for k in range(longest, 0, -1):
         key = "".join(tokens[n - k :])
         hit = forms.lookup(key)
         if hit is not None and key not in END_STOP:
@@ -91,8 +111,15 @@ def _match_end(tokens: list[str], forms: LegalForms) -> tuple[int, str] | None:
 
 
 def _match_start(tokens: list[str], forms: LegalForms) -> tuple[int, str] | None:
+    """The same at the start (``forms.prefixes``)."""
     n = len(tokens)
-    for k in range(min(forms.max_tokens, n - 1), 0, -1):
+    plain = umlaut_forms(tokens[0])[0]
+    if plain not in forms.prefixes:
+        return None
+    longest = min(forms.max_tokens, n - 1)
+    if longest >= 2 and plain + umlaut_forms(tokens[1])[0] not in forms.prefixes:
+        longest = 1
+    for k in range(longest, 0, -1):
         key = "".join(tokens[:k])
         hit = forms.lookup(key)
         if hit is not None and key not in START_STOP:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from rapidfuzz.distance import OSA
 
 from bench.sample_names import FIRST_NAMES, ORG_WORDS, SURNAMES
+from matching import legal_forms
 from matching.legal_forms import umlaut_forms
 from matching.name_variants import are_variants, is_known_name
 from matching.normalize import fold, fold_many, prepare_query, prepare_registered
@@ -290,6 +291,69 @@ def _compare_tokens_reference(q: str, r: str, s: MatchSettings) -> tuple[int, in
 @settings(max_examples=1500)
 def test_compare_tokens_follows_its_rules(q: str, r: str, s: MatchSettings) -> None:
     assert compare_tokens.__wrapped__(q, r, s) == _compare_tokens_reference(q, r, s)
+
+
+def _mark_forms_reference(tokens: list[str], marker: str) -> list[str]:
+    """``legal_forms.mark_forms`` without its prefix/suffix pre-filters: every key length tried."""
+    forms = legal_forms.load()
+    if len(tokens) < 2:
+        return tokens
+
+    def find(words: list[str], at_end: bool, stop: frozenset[str]) -> tuple[int, str] | None:
+        n = len(words)
+        for k in range(min(forms.max_tokens, n - 1), 0, -1):
+            key = "".join(words[n - k :] if at_end else words[:k])
+            hit = forms.lookup(key)
+            if hit is not None and key not in stop:
+                return k, hit
+        return None
+
+    out = tokens
+    end = find(out, True, legal_forms.END_STOP)
+    if end is not None:
+        out = [*out[: len(out) - end[0]], marker + end[1]]
+    body_len = len(out) - (1 if end is not None else 0)
+    start = find(out[:body_len], False, legal_forms.START_STOP) if body_len >= 2 else None
+    if start is not None:
+        out = [marker + start[1], *out[start[0] :]]
+    return out
+
+
+FORM_WORDS = st.sampled_from(
+    [
+        "gmbh",
+        "gesellschaft",
+        "mit",
+        "beschränkter",
+        "haftung",
+        "sp",
+        "z",
+        "oo",
+        "sa",
+        "de",
+        "cv",
+        "kg",
+        "co",
+        "ag",
+        "la",
+        "bv",
+        "s",
+        "r",
+        "o",
+        "ltd",
+        "limited",
+        "oy",
+        "ab",
+        "ä",
+        "aktiengesellschaft",
+    ]
+)
+
+
+@given(st.lists(FORM_WORDS | st.text(st.sampled_from("abgmsäö"), min_size=1, max_size=4), max_size=7))
+@settings(max_examples=1500)
+def test_legal_form_prefilters_change_nothing(tokens: list[str]) -> None:
+    assert legal_forms.mark_forms(tokens, "#") == _mark_forms_reference(tokens, "#")
 
 
 PERSON_NAME = st.builds(lambda first, last: f"{first} {last}", FIRST, LAST)
