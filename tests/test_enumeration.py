@@ -190,8 +190,14 @@ def test_batches_answer_as_one_by_one_over_time(steps: list[tuple[str, str, floa
     assert many.forced == one.forced
 
 
-@given(st.lists(st.text(max_size=20), max_size=20))
+NAME_CHARS = st.sampled_from(list("aZ9_ .,'-&/\t\x1féÉßøŁçñ\u0308\u00a0\u2019\u2013ﬁ½²ǅ\x00"))
+
+
+@given(st.lists(st.text(max_size=20), max_size=20) | st.lists(st.text(NAME_CHARS, max_size=12), max_size=20))
+@settings(max_examples=400)
 def test_canonical_names_equal_one_by_one(names: list[str]) -> None:
+    """Any text, and name-like text (letters with and without diacritics, ASCII punctuation, the
+    non-word characters that send a batch one by one, NUL) comes out as ``canonical_name``'s."""
     assert canonical_names(names) == [canonical_name(n) for n in names]
 
 
