@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from rapidfuzz.distance import OSA
 
@@ -361,7 +361,9 @@ NAME_TEXT = (
     PERSON_NAME
     | st.builds(lambda t, n: f"{t} {n}", TITLE, PERSON_NAME)
     | RAW
-    | st.sampled_from(["-", ".", "", "Anna und Jan Nowak", "Nowak, Anna", "dr"])
+    | st.sampled_from(
+        ["-", ".", "", "Anna und Jan Nowak", "Nowak, Anna", "dr", "&", "Anna Nowak", "ANNA NOWAK"]
+    )
 )
 
 
@@ -376,11 +378,13 @@ NAME_TEXT = (
         max_size=12,
     )
 )
+@example([("x", "person", ["Anna Nowak", "ANNA NOWAK"]), ("x", "organisation", ["Alfa GmbH", "ALFA GMBH"])])
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_batch_decisions_equal_decide_one(items: list[tuple[str, str, list[str]]]) -> None:
-    """decide_names (with its inline exact-match path) answers as decide_one does, item by item;
-    queries are often one of the registered names, so the inline path is taken."""
-    queries = [q if i % 2 else regs[0] for i, (q, _, regs) in enumerate(items)]
+    """decide_names (with its inline exact-match paths) answers as decide_one does, item by item;
+    queries are often one of the registered names (the first or another), so the inline paths are
+    taken."""
+    queries = [q if i % 3 == 2 else regs[i % len(regs)] for i, (q, _, regs) in enumerate(items)]
     kinds = [k for _, k, _ in items]
     registered = [regs for _, _, regs in items]
     prepared = [prepare_registered(regs, [k] * len(regs)) for _, k, regs in items]
