@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -31,14 +32,38 @@ def test_lookup_finds_every_account_and_misses_unknown(index: AccountIndex) -> N
     assert [index.iban_at(r) for r in rows[:-1]] == ibans
 
 
-def test_large_lookup_in_sorted_order_keeps_request_order(index: AccountIndex) -> None:
-    # Batches from _SORT_QUERIES_FROM up are searched sorted; answers stay in request order.
+def test_large_lookup_through_the_hashes_keeps_request_order(index: AccountIndex) -> None:
+    # Batches from _HASH_FROM up search the sorted key hashes; answers stay in request order.
     ibans = [a["iban"] for a in ACCOUNTS]
-    batch = [*ibans, IBAN_UNKNOWN, "", IBAN_PERSON + "0000000000000"] * 60
-    assert len(batch) >= mi._SORT_QUERIES_FROM
+    batch = [*ibans, IBAN_UNKNOWN, "", IBAN_PERSON + "0000000000000", IBAN_PERSON[:-1]] * 60
+    assert len(batch) >= mi._HASH_FROM
     expected = [index.lookup([iban]).tolist()[0] for iban in batch]
     assert index.lookup(batch).tolist() == expected
     assert index.lookup(batch[::-1]).tolist() == expected[::-1]
+
+
+@pytest.mark.parametrize("buckets", [1, 3, None])
+def test_hash_collisions_never_give_a_wrong_row(monkeypatch: pytest.MonkeyPatch, buckets: int | None) -> None:
+    """With a hash of 1 or 3 values every lookup collides: the entries of its hash are compared
+    until the key is found; with the real hash (None), the same answers."""
+    real = mi.key_hashes
+    if buckets is not None:
+        monkeypatch.setattr(mi, "key_hashes", lambda keys: real(keys) % np.uint64(buckets))
+    index = AccountIndex.build(accounts_table())
+    ibans = [a["iban"] for a in ACCOUNTS]
+    batch = [*ibans, IBAN_UNKNOWN, "", IBAN_PERSON[:-1]] * 60
+    assert len(batch) >= mi._HASH_FROM
+    expected = [index.lookup([iban]).tolist()[0] for iban in batch]
+    assert expected.count(-1) == 180
+    assert index.lookup(batch).tolist() == expected
+
+
+def test_key_hashes_depend_on_every_byte() -> None:
+    keys = np.array(
+        [b"DE89370400440532013000", b"DE89370400440532013001", b"DE8937040044053201300"], dtype="S28"
+    )
+    assert len(set(mi.key_hashes(keys).tolist())) == 3
+    assert mi.key_hashes(keys[:1]).tolist() == mi.key_hashes(keys).tolist()[:1]
 
 
 def test_lookup_rejects_keys_longer_than_any_iban(index: AccountIndex) -> None:
