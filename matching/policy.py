@@ -161,6 +161,18 @@ def decide_one(
     return _decide_person(qh, prepared, s)
 
 
+def _decide_raw(
+    q: str, kind: str, names: Sequence[str], prepared: Sequence[str], s: MatchSettings
+) -> NameDecision:
+    """``decide_names`` for one item (the same inline answers)."""
+    if q in names:
+        canon = prepared[names.index(q)]
+        if canon and HOLDER_SEPARATOR not in canon:
+            j = prepared.index(canon)
+            return _MTCH_EXACT[j] if j < len(_MTCH_EXACT) else NameDecision("MTCH", j, "exact")
+    return decide_one(fold(q), kind, prepared, s)
+
+
 def decide_names(
     queries: Sequence[str],
     kinds: Sequence[str],
@@ -183,6 +195,8 @@ def decide_names(
     n = len(queries)
     if not (len(kinds) == len(registered) == len(prepared) == n):
         raise ValueError("queries, kinds, registered and prepared differ in length")
+    if n == 1:  # a lone check (or a micro-batch of one): no batch bookkeeping
+        return [_decide_raw(queries[0], kinds[0], registered[0], prepared[0], settings)]
     out: list[NameDecision | None] = [None] * n
     rest: list[int] = []  # the items left for folding
     for i, (q, names, p) in enumerate(zip(queries, registered, prepared, strict=True)):

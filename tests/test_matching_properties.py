@@ -379,6 +379,8 @@ NAME_TEXT = (
     )
 )
 @example([("x", "person", ["Anna Nowak", "ANNA NOWAK"]), ("x", "organisation", ["Alfa GmbH", "ALFA GMBH"])])
+@example([("x", "person", ["Anna und Jan Nowak"])])  # one item: the lone-check path
+@example([("x", "person", ["-"])])
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_batch_decisions_equal_decide_one(items: list[tuple[str, str, list[str]]]) -> None:
     """decide_names (with its inline exact-match paths) answers as decide_one does, item by item;
