@@ -201,6 +201,12 @@ def test_canonical_names_equal_one_by_one(names: list[str]) -> None:
     assert canonical_names(names) == [canonical_name(n) for n in names]
 
 
+@given(st.lists(st.text(NAME_CHARS, max_size=12), max_size=10))
+def test_name_pseudonyms_of_a_batch_equal_one_by_one(names: list[str]) -> None:
+    pseudonyms = Pseudonymiser(b"k" * 32)
+    assert pseudonyms.names(names) == [pseudonyms.name(n) for n in names]
+
+
 @pytest.fixture(scope="module")
 def shared_redis() -> Iterator[RedisServer]:
     with redis_server() as server:

@@ -196,9 +196,10 @@ class EnumerationGuard:
         self, client: str, chunk: Sequence[tuple[str, str]], now: float
     ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of ENUMERATION_MANY_LUA for one chunk."""
-        iban_of, name_of = self._pseudonyms.iban, self._pseudonyms.name
+        iban_of = self._pseudonyms.iban
         keys = [f"{self._prefix}{client}:{iban_of(iban)}" for iban, _ in chunk]
-        return keys, [f"{now:.6f}", self._window_s, self._max_names, *(name_of(n) for _, n in chunk)]
+        names = self._pseudonyms.names([n for _, n in chunk])
+        return keys, [f"{now:.6f}", self._window_s, self._max_names, *names]
 
     def _answered(self, client: str, chunk: Sequence[tuple[str, str]], now: float, answer: Any) -> list[bool]:
         """Redis's answer for a chunk, or (no answer) the per-process guard's."""

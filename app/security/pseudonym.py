@@ -86,3 +86,12 @@ class Pseudonymiser:
         h = self._name.copy()
         h.update(canonical_name(name).encode())
         return h.hexdigest()
+
+    def names(self, names: Sequence[str]) -> list[str]:
+        """``name`` of each name, canonicalised as one batch (``canonical_names``)."""
+        out: list[str] = []
+        for canonical in canonical_names(names):
+            h = self._name.copy()
+            h.update(canonical.encode())
+            out.append(h.hexdigest())
+        return out
