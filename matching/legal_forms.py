@@ -91,38 +91,25 @@ def canonical_of(written: str) -> str | None:
     return load().lookup(written.replace(" ", ""))
 
 
-def _match_end(tokens: list[str], forms: LegalForms) -> tuple[int, str] | None:
-    """(number of words, canonical form) of the longest legal form at the end, if any: every length
-    from ``max_tokens`` down is tried, unless no key ends with the last word, or with the last two
-    (``forms.suffixes``; the usual name: a one-word form or none)."""
+def _match(tokens: list[str], forms: LegalForms, at_end: bool) -> tuple[int, str] | None:
+    """(number of words, canonical form) of the longest legal form at the end (or the start) of the
+    name, if any: every length from ``max_tokens`` down is tried, unless no key ends (starts) with
+    the outermost word, or with the outermost two (``forms.suffixes`` / ``prefixes``; the usual
+    name: a one-word form or none)."""
     n = len(tokens)
-    plain = umlaut_forms(tokens[-1])[0]
-    if plain not in forms.suffixes:
+    affixes, stop = (forms.suffixes, END_STOP) if at_end else (forms.prefixes, START_STOP)
+    edge = umlaut_forms(tokens[-1 if at_end else 0])[0]
+    if edge not in affixes:
         return None
     longest = min(forms.max_tokens, n - 1)
-    if longest >= 2 and umlaut_forms(tokens[-2])[0] + plain not in forms.suffixes:
-        longest = 1
+    if longest >= 2:
+        inner = umlaut_forms(tokens[-2 if at_end else 1])[0]
+        if (inner + edge if at_end else edge + inner) not in affixes:
+            longest = 1
     for k in range(longest, 0, -1):
-        key = "".join(tokens[n - k :])
+        key = "".join(tokens[n - k :] if at_end else tokens[:k])
         hit = forms.lookup(key)
-        if hit is not None and key not in END_STOP:
-            return k, hit
-    return None
-
-
-def _match_start(tokens: list[str], forms: LegalForms) -> tuple[int, str] | None:
-    """The same at the start (``forms.prefixes``)."""
-    n = len(tokens)
-    plain = umlaut_forms(tokens[0])[0]
-    if plain not in forms.prefixes:
-        return None
-    longest = min(forms.max_tokens, n - 1)
-    if longest >= 2 and plain + umlaut_forms(tokens[1])[0] not in forms.prefixes:
-        longest = 1
-    for k in range(longest, 0, -1):
-        key = "".join(tokens[:k])
-        hit = forms.lookup(key)
-        if hit is not None and key not in START_STOP:
+        if hit is not None and key not in stop:
             return k, hit
     return None
 
@@ -137,12 +124,12 @@ def mark_forms(tokens: list[str], marker: str) -> list[str]:
         return tokens
     forms = load()
     out = tokens
-    end = _match_end(out, forms)
+    end = _match(out, forms, at_end=True)
     if end is not None:
         k, canonical = end
         out = [*out[: len(out) - k], marker + canonical]
     body_len = len(out) - (1 if end is not None else 0)
-    start = _match_start(out[:body_len], forms) if body_len >= 2 else None
+    start = _match(out[:body_len], forms, at_end=False) if body_len >= 2 else None
     if start is not None:
         k, canonical = start
         out = [marker + canonical, *out[k:]]
