@@ -8,9 +8,11 @@ the hot path is as fast (51 vs 52 µs per request in process)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
+from collections.abc import Iterator
 
 import pyarrow as pa
 
@@ -31,6 +33,24 @@ GC_THRESHOLDS = (10_000, 10, 10)
 def tune_gc() -> None:
     """Collect less often (call once per worker process)."""
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic collection inside the block (the collector's previous state is restored after).
+
+    For a bulk request's synchronous work: its ~100,000 containers live until it is answered and die
+    by reference counting after, so every young-generation collection inside it walks them and frees
+    nothing. Measured with gc callbacks on 10,000-check requests in process: 4-7 collections, 10-43
+    ms of a 268-309 ms answer. Nothing else runs on the event loop meanwhile; other threads go on
+    allocating without collections for those few hundred milliseconds."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def release_memory() -> None:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+import app.routes.bulk as bulk_route_module
 from app.backpressure import LoadGate
 from app.factory import create_app
 from app.microbatch import MicroBatcher
 from app.problems import ProblemError
 from app.settings import Settings
 from matching.index import AccountIndex
+from matching.memory import collector_paused
 from matching.model import Check, Outcome
 from tests.conftest import (
     IBAN_CLOSED,
@@ -284,3 +287,46 @@ def test_bulk_items_answer_as_single_checks_do_errors_included(client: Client) -
             problem = single.json()
             assert got[i]["error"]["code"] == problem["code"], i
             assert got[i]["error"]["detail"] == f"item {i}: {problem['detail']}", i
+
+
+def test_collector_paused_restores_the_previous_state() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ValueError, match="boom"), collector_paused():
+        raise ValueError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()
+
+
+def test_bulk_requests_leave_the_collector_running(
+    client: Client, index: AccountIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bulk route pauses the cyclic collector for its synchronous work only: while it answers
+    the collector is off; after answers, errors and a 413, it runs again."""
+    seen: list[bool] = []
+    real = bulk_route_module.answer_bulk
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bulk_route_module, "answer_bulk", spy)
+    assert bulk(client, [body()] * 3).status_code == 200
+    assert seen == [False]
+    assert gc.isenabled()
+    assert client.post(BULK, content=b"{", headers=headers()).status_code == 400
+    assert gc.isenabled()
+    assert bulk(client, [body(), {"party": 1}]).status_code == 200
+    assert gc.isenabled()
+    app = create_app(Settings(bulk_max_items=1), index=index, security=NO_AUTH)
+    with TestClient(app) as c:
+        assert bulk(c, [body()] * 2).status_code == 413
+    assert gc.isenabled()

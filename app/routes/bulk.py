@@ -37,6 +37,7 @@ from app.service import Verifier, to_response
 from app.services import Services
 from app.validation import check_request_id, check_timestamp
 from app.wire import BulkRequest, BulkResponse, BulkResult, VerificationRequest
+from matching.memory import collector_paused
 from matching.model import Check, Outcome
 
 PATH = "/vop/v1/payee-verifications/bulk"
@@ -208,28 +209,29 @@ def bulk_handler(services: Services) -> Handler:
                     raise too_large(limit)
                 principal = security.authenticate(headers.raw, client, SCOPE_BULK)
                 body = await read_body(limit, started + deadline_s, headers.content_length)
-                items = decode_bulk(body)
-                size = len(items)
-                if size > max_items:
-                    raise ProblemError(
-                        "FORMAT_ERROR", f"bulk request has {size} checks; the limit is {max_items}", 413
-                    )
-                rid = check_request_id(headers.request_id)
-                check_timestamp(headers.timestamp, skew)
-                wait = security.rate_limit(principal, size)
-                if wait is not None:
-                    metrics.rate_limited()
-                    raise rate_limited(wait)
-                gate.acquire(size)
-                cost = size
-                response, outcomes = answer_bulk(verifier, items, security, principal, rid)
-                elapsed = loop.time() - started
-                if elapsed > deadline_s:
-                    metrics.shed("deadline")
-                    raise deadline_exceeded(elapsed, deadline_s)
-                answer = answer_json(encoder.encode(response), rid)
-                metrics.observe_bulk(size)
-                metrics.observe_outcomes(outcomes)
+                with collector_paused():  # synchronous from here to the encoded answer
+                    items = decode_bulk(body)
+                    size = len(items)
+                    if size > max_items:
+                        raise ProblemError(
+                            "FORMAT_ERROR", f"bulk request has {size} checks; the limit is {max_items}", 413
+                        )
+                    rid = check_request_id(headers.request_id)
+                    check_timestamp(headers.timestamp, skew)
+                    wait = security.rate_limit(principal, size)
+                    if wait is not None:
+                        metrics.rate_limited()
+                        raise rate_limited(wait)
+                    gate.acquire(size)
+                    cost = size
+                    response, outcomes = answer_bulk(verifier, items, security, principal, rid)
+                    elapsed = loop.time() - started
+                    if elapsed > deadline_s:
+                        metrics.shed("deadline")
+                        raise deadline_exceeded(elapsed, deadline_s)
+                    answer = answer_json(encoder.encode(response), rid)
+                    metrics.observe_bulk(size)
+                    metrics.observe_outcomes(outcomes)
                 span.set_attribute("vop.bulk.size", size)
             except Exception as exc:  # every failure is answered; none crashes the worker
                 answer = answer_failure(exc, headers.request_id, span, PATH)
