@@ -77,6 +77,7 @@ from bench.http import (
     request_body,
     run_guarded,
     running,
+    speed_note,
     with_redis,
 )
 from bench.netutil import free_port
@@ -249,7 +250,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"- command: `{result['command']}`",
         f"- machine: {m['nproc']} CPUs (`nproc`), {m['cpu_model']}, Linux {m['kernel']}; "
-        f"Python {m['versions']['python']}, granian {m['versions']['granian']}",
+        f"Python {m['versions']['python']}, granian {m['versions']['granian']}; {speed_note(m)}",
         f"- `vop serve --workers 1`, {cfg['accounts']:,} demo accounts; {cfg['requests']} requests "
         f"of {cfg['size']:,} fresh probes each ({_f(h['body_mib'], 2)} MiB bodies), sequential over one "
         f"keep-alive connection after {WARMUPS} warm-ups",

@@ -620,6 +620,25 @@ def run_fixed(args: argparse.Namespace, server: Server, requests: Path, rate: fl
 # ---------------------------------------------------------------- report
 
 
+#: Additions in the per-core speed probe (``python_loop_ms``): ~0.1-0.2 s on a usual core.
+_SPEED_PROBE_ITERATIONS = 2_000_000
+
+
+def python_loop_ms() -> float:
+    """A per-core speed indicator recorded with every bench result: the best of three runs of a
+    plain Python loop of ``_SPEED_PROBE_ITERATIONS`` additions, in ms. This VM's speed drifted
+    ~2x between sessions (the same bulk code at 167 and 352 ms p50); the figure lets a reader
+    scale results from different days before comparing them."""
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(_SPEED_PROBE_ITERATIONS):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def machine_info() -> dict[str, Any]:
     model = "unknown"
     try:
@@ -641,7 +660,15 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "versions": versions,
         "loadavg_at_start": list(os.getloadavg()),
+        "python_loop_ms": python_loop_ms(),
     }
+
+
+def speed_note(machine: dict[str, Any]) -> str:
+    """The speed probe for a result's machine line (older results have none)."""
+    ms = machine.get("python_loop_ms")
+    loop = f"{_SPEED_PROBE_ITERATIONS / 1e6:g}M-addition Python loop"
+    return f"{loop} {ms} ms (per-core speed)" if ms is not None else f"{loop}: not recorded"
 
 
 def _median(values: Sequence[float]) -> float:
@@ -694,7 +721,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"- command: `{result['command']}`",
         f"- machine: {m['nproc']} CPUs (`nproc`), {m['cpu_model']}, Linux {m['kernel']}; "
-        f"Python {m['versions']['python']}, granian {m['versions']['granian']}",
+        f"Python {m['versions']['python']}, granian {m['versions']['granian']}; {speed_note(m)}",
         f"- index: {cfg['accounts']:,} demo accounts; {cfg['probes']:,} probes "
         + ", ".join(f"{k} {v}" for k, v in result["inputs"]["categories"].items()),
         f"- load: `{result['wrk_command']}`; {cfg['workers']} worker(s); "

@@ -41,3 +41,5 @@ def test_bench_bulk_runs_grades_and_compares(tmp_path: Path) -> None:
     assert result["split"]["items"] == 40
     assert "B+env VOP_REDIS_URL=redis://127.0.0.1:" in proc.stdout
     assert "@redis" in result["command"]  # the command as given, reproducible
+    assert result["machine"]["python_loop_ms"] > 0  # the per-core speed probe, in the machine line too
+    assert f"Python loop {result['machine']['python_loop_ms']} ms (per-core speed)" in proc.stdout
