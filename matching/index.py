@@ -63,7 +63,7 @@ def key_hashes(keys: np.ndarray) -> np.ndarray:
     collision costs one more comparison, never a wrong row."""
     n, width = len(keys), keys.dtype.itemsize
     matrix = np.zeros((n, -(-width // 8) * 8), dtype=np.uint8)
-    matrix[:, :width] = np.frombuffer(np.ascontiguousarray(keys).tobytes(), dtype=np.uint8).reshape(n, width)
+    matrix[:, :width] = np.ascontiguousarray(keys).view(np.uint8).reshape(n, width)
     words = matrix.view(np.uint64)
     h = np.full(n, _HASH_SEED, dtype=np.uint64)
     for j in range(words.shape[1]):

@@ -120,8 +120,8 @@ class RedisBackend:
         self._client.close()
 
     async def aclose(self) -> None:
-        """Close the asyncio client's connections (in the loop they belong to), then the rest."""
+        """Close the asyncio client's connections, in the loop they belong to (``close`` closes the
+        blocking client)."""
         if self._aclient is not None:
             client, self._aclient = self._aclient, None
             await client.aclose()
-        self.close()
