@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest install redis-server promtool deploy-tools wrk lock eval \
+.PHONY: run test lint typecheck pytest pytest-compiled compiled install redis-server promtool deploy-tools wrk lock eval \
         bench-matcher bench-http bench-redis bench-smoke clean help
 
 help:  ## list targets
@@ -53,7 +53,7 @@ lock: $(STAMP)  ## regenerate the hashed lock files the Dockerfile installs from
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check app matching bench tests scripts
+	$(BIN)/ruff format --check app matching bench tests scripts setup.py
 
 typecheck: $(STAMP)  ## mypy (strict)
 	$(BIN)/mypy
@@ -61,7 +61,30 @@ typecheck: $(STAMP)  ## mypy (strict)
 pytest: $(STAMP) redis-server promtool deploy-tools  ## the test suite
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest bench-smoke  ## lint, type-check, run the tests, then the 20 s locust smoke run
+test: lint typecheck pytest pytest-compiled bench-smoke  ## lint, type-check, the tests (also against the compiled build), the 20 s locust smoke run
+
+# The compiled build (mypyc, app/compiled.py): the wheel the image ships, unpacked into its own
+# directory. The dev tree never holds compiled modules (no .so next to a source you edit); the
+# build is remade whenever a source or the build hook changes.
+COMPILED_DIR := build/compiled
+$(COMPILED_DIR)/.built: $(STAMP) setup.py pyproject.toml $(wildcard app/*.py app/*/*.py matching/*.py matching/*/*.py)
+	rm -rf $(COMPILED_DIR) build/lib.* build/temp.* build/bdist.*  # (setuptools' own: stale extensions)
+	VOP_MYPYC=1 $(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(COMPILED_DIR)/wheel .
+	$(BIN)/pip install --quiet --no-deps --no-compile --target $(COMPILED_DIR)/site $(COMPILED_DIR)/wheel/*.whl
+	touch $@
+
+compiled: $(COMPILED_DIR)/.built  ## build the mypyc-compiled hot path into build/compiled/site (as the image ships it)
+
+# The tests of the compiled modules, run against the compiled build: PYTHONPATH puts it first and
+# --import-mode=append keeps pytest from putting the source tree ahead of it; test_compiled.py
+# fails the run if a listed module was imported from source instead.
+COMPILED_TESTS := tests/test_compiled.py tests/test_normalize.py tests/test_name_variants.py \
+	tests/test_legal_forms.py tests/test_policy.py tests/test_matching_properties.py tests/test_verify.py \
+	tests/test_enumeration.py tests/test_eval.py \
+	tests/test_api.py tests/test_bulk_and_limits.py tests/test_security_gate.py
+pytest-compiled: $(COMPILED_DIR)/.built redis-server  ## the compiled modules' tests, against the compiled build
+	VOP_EXPECT_COMPILED=1 PYTHONPATH=$(CURDIR)/$(COMPILED_DIR)/site $(BIN)/pytest --import-mode=append \
+	  -p no:cacheprovider $(COMPILED_TESTS)
 
 eval: $(STAMP)  ## score the matcher on the shared dev cases
 	$(BIN)/vop eval ../shared/eval/dev_cases.csv
@@ -79,4 +102,4 @@ bench-smoke: $(STAMP)  ## locust suite for 20 s against a local server, SLO gate
 	$(BIN)/python -m bench.smoke
 
 clean:  ## remove generated files (not the virtualenv)
-	rm -rf var bench/out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var bench/out build .pytest_cache .mypy_cache .ruff_cache

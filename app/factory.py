@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from litestar import Litestar, get
 
 from app.backpressure import LoadGate
+from app.compiled import compiled_status
 from app.index_holder import IndexFeed, IndexHolder
 from app.observability.metrics import Metrics, metrics_app_route
 from app.observability.readiness import Readiness
@@ -29,6 +31,8 @@ from app.services import Services
 from app.settings import Settings
 from matching.index import AccountIndex
 
+log = logging.getLogger("vop.server")
+
 
 def _staleness(feed: IndexFeed) -> Callable[[], float | None]:
     def staleness() -> float | None:
@@ -37,6 +41,22 @@ def _staleness(feed: IndexFeed) -> Callable[[], float | None]:
         return status.staleness_s if status.staleness_s is not None else (math.inf if status.stale else None)
 
     return staleness
+
+
+def _report_build(metrics: Metrics) -> None:
+    """Log, and export as a gauge, whether this worker runs the compiled build (app.compiled)."""
+    status = compiled_status()
+    interpreted = sorted(m for m, compiled in status.items() if not compiled)
+    metrics.interpreted_modules.set(len(interpreted))
+    if interpreted:
+        log.info(
+            "hot path from source: %d of %d modules interpreted (the compiled build: make compiled, "
+            "or the image, built with VOP_MYPYC=1)",
+            len(interpreted),
+            len(status),
+        )
+    else:
+        log.info("hot path compiled: %d modules (mypyc)", len(status))
 
 
 def create_app(
@@ -88,6 +108,7 @@ def create_app(
         # Lifespan start-up runs inside the worker's event loop: audit shipping moves onto it.
         guard.attach(asyncio.get_running_loop())
         metrics.start()
+        _report_build(metrics)
         if feed is not None:
             feed.start(holder.swap)
         elif loader is not None and holder.current is None:

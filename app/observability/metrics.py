@@ -124,6 +124,7 @@ METRIC_NAMES: Final = (
     "vop_audit_write_errors_total",
     "vop_audit_writer_restarts_total",
     "vop_ready",
+    "vop_hot_path_interpreted_modules",
     "vop_draining",
 )
 
@@ -336,6 +337,13 @@ class Metrics:
             "1 when /readyz answers 200 (lowest over workers).",
             registry=r,
             multiprocess_mode="livemin",
+        )
+        self.interpreted_modules = Gauge(
+            "vop_hot_path_interpreted_modules",
+            "Modules of the compiled build's list (app.compiled) this worker runs from source; 0 in "
+            "the image's compiled build (highest over workers).",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.draining_gauge = Gauge(
             "vop_draining",
