@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from app.security.enumeration import EnumerationGuard, LocalEnumerationGuard
@@ -188,6 +188,77 @@ def test_batches_answer_as_one_by_one_over_time(steps: list[tuple[str, str, floa
     got += many.over_cap_many("c", batch)
     assert got == expected
     assert many.forced == one.forced
+
+
+class ReferenceGuard:
+    """The per-process rule written out: (client, IBAN) entries, least recently used first."""
+
+    def __init__(self, max_names: int, window_s: float, max_keys: int) -> None:
+        self.max_names, self.window_s, self.max_keys = max_names, window_s, max_keys
+        self.entries: list[tuple[tuple[str, int], dict[int, float]]] = []
+
+    def over_cap(self, client: str, iban: int, name: int, now: float) -> bool:
+        for i, (key, names) in enumerate(self.entries):
+            if key == (client, iban):
+                self.entries.append(self.entries.pop(i))  # now the most recently used
+                for old in [n for n, first in names.items() if first <= now - self.window_s]:
+                    del names[old]
+                if name in names:
+                    return False
+                if len(names) >= self.max_names:
+                    return True
+                names[name] = now
+                return False
+        self.entries.append(((client, iban), {name: now}))
+        if len(self.entries) > self.max_keys:
+            del self.entries[0]
+        return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["c", "d"]),
+            st.integers(0, 3),  # IBAN keys
+            st.integers(0, 2),  # name keys
+            st.sampled_from([0.0, 0.0, 0.0, 1.0, 599.0, 601.0]),
+            st.booleans(),  # this step goes through over_cap_many (else over_cap)
+        ),
+        max_size=60,
+    ),
+    st.integers(1, 3),
+    st.integers(1, 4),
+)
+@example(  # a name tried again after its window counts afresh, and then it is the one counted
+    steps=[("c", 0, 0, 0.0, False), ("c", 0, 0, 601.0, False), ("c", 0, 1, 0.0, False)], cap=1, max_keys=2
+)
+def test_per_process_guard_follows_its_rule(
+    steps: list[tuple[str, int, int, float, bool]], cap: int, max_keys: int
+) -> None:
+    """The LRU gives the rule's answers through expiry, the cap, repeats and evictions, one by one
+    and in batches (over_cap_many's inline branch for a fresh IBAN included)."""
+    guard, reference = LocalEnumerationGuard(cap, 600.0, max_keys), ReferenceGuard(cap, 600.0, max_keys)
+    now = 0.0
+    batch: list[tuple[int, int]] = []
+    batch_client = "c"
+    got: list[bool] = []
+    want: list[bool] = []
+    for client, iban, name, advance, in_batch in steps:
+        if batch and (advance or not in_batch or client != batch_client):  # a batch is one moment
+            got += guard.over_cap_many(batch_client, batch, now)
+            batch = []
+        now += advance
+        want.append(reference.over_cap(client, iban, name, now))
+        if in_batch:
+            batch_client = client
+            batch.append((iban, name))
+        else:
+            got.append(guard.over_cap(client, iban, name, now))
+        assert len(guard._seen) <= max_keys
+    got += guard.over_cap_many(batch_client, batch, now) if batch else []
+    assert got == want
+    assert len(guard._seen) == len(reference.entries)
 
 
 NAME_CHARS = st.sampled_from(list("aZ9_ .,'-&/\t\x1féÉßøŁçñ\u0308\u00a0\u2019\u2013ﬁ½²ǅ\x00"))
