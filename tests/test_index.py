@@ -42,6 +42,26 @@ def test_large_lookup_through_the_hashes_keeps_request_order(index: AccountIndex
     assert index.lookup(batch[::-1]).tolist() == expected[::-1]
 
 
+@pytest.mark.parametrize("size", [2, mi._ARRAY_FROM - 1, mi._ARRAY_FROM, 100, mi._HASH_FROM])
+def test_every_lookup_path_gives_the_rows_of_one_by_one(index: AccountIndex, size: int) -> None:
+    """Key by key (below _ARRAY_FROM), one array search, and the hashes (from _HASH_FROM) agree."""
+    ibans = [a["iban"] for a in ACCOUNTS]
+    pool = [
+        *ibans,
+        IBAN_UNKNOWN,
+        "",
+        "ÄÖÜ",
+        IBAN_PERSON + "0000000000000",
+        IBAN_PERSON[:-1],
+        IBAN_PERSON.lower(),
+    ]
+    batch = (pool * (size // len(pool) + 1))[:size]
+    expected = [index.lookup([iban]).tolist()[0] for iban in batch]
+    assert len(set(expected)) > 1
+    assert index.lookup(batch).tolist() == expected
+    assert index.lookup(batch[::-1]).tolist() == expected[::-1]
+
+
 @pytest.mark.parametrize("buckets", [1, 3, None])
 def test_hash_collisions_never_give_a_wrong_row(monkeypatch: pytest.MonkeyPatch, buckets: int | None) -> None:
     """With a hash of 1 or 3 values every lookup collides: the entries of its hash are compared
