@@ -118,6 +118,28 @@ def test_key_is_not_on_the_command_line_or_in_the_environment(tmp_path: Path) ->
         trail.close()
 
 
+def test_child_runs_the_workers_package_wherever_the_server_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ``app`` package in the working directory is not what the child imports (``python -m``
+    would put the working directory first): the trail is the real writer's and verifies."""
+    impostor = tmp_path / "cwd" / "app" / "security"
+    impostor.mkdir(parents=True)
+    for init in (impostor.parent / "__init__.py", impostor / "__init__.py"):
+        init.write_text("")
+    (impostor / "audit_process.py").write_text("raise SystemExit(97)\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    trail = AuditProcess(tmp_path / "audit", KEY)
+    try:
+        for i in range(3):
+            record(trail, i)
+    finally:
+        trail.close()
+    report = verify_audit_files(sorted((tmp_path / "audit").glob("audit-*.jsonl")), KEY)
+    assert report.ok, report.render()
+    assert report.checks == 3
+
+
 def test_child_ignores_interrupt_and_terminate(tmp_path: Path) -> None:
     trail = AuditProcess(tmp_path / "audit", KEY)
     record(trail, 0)

@@ -148,8 +148,11 @@ class _Child:
         self.chain = secrets.token_hex(8)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        # -P: the working directory does not go first on sys.path (``-m`` would put it there), so
+        # the child imports the worker's own package (_PACKAGE_ROOT: a checkout, an installed or a
+        # compiled build) and never an ``app`` that happens to sit where the server was started.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.security.audit_process"],
+            [sys.executable, "-P", "-m", "app.security.audit_process"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
