@@ -575,6 +575,39 @@ def test_dockerfile_key_rules() -> None:
     assert ignore[[line.strip() for line in ignore].index("*")] == "*", ".dockerignore must be an allow-list"
 
 
+def test_dockerignore_admits_every_path_the_image_copies() -> None:
+    """The allow-list lets in each source of a COPY from the build context (a file missing from it
+    fails only at ``docker build``, which no test here runs)."""
+    admitted = {
+        line.strip()[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip().startswith("!")
+    }  # fmt: skip
+    copied = [
+        source.rstrip("/")
+        for word, rest in _dockerfile()
+        if word == "COPY" and "--from=" not in rest
+        for source in shlex.split(rest)[:-1]
+    ]
+    assert "setup.py" in copied
+    for source in copied:
+        assert source in admitted, f"{source} is copied into the image but not admitted by .dockerignore"
+
+
+def test_build_lock_pins_the_build_requirements_with_hashes() -> None:
+    """The image's build stage installs setuptools, wheel and mypy (for the compiled build) only
+    from requirements-build.lock, without resolving anything."""
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    text = (ROOT / "requirements-build.lock").read_text()
+    pins = {re.sub(r"[-_.]+", "-", n).lower() for n in re.findall(r"^([A-Za-z0-9_.\-]+)==", text, re.M)}
+    for requirement in requires:
+        m = re.match(r"[A-Za-z0-9_.\-]+", requirement)
+        assert m
+        assert re.sub(r"[-_.]+", "-", m.group(0)).lower() in pins, f"{requirement}: run `make lock`"
+    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
+        if "==" in block:
+            assert "--hash=sha256:" in block, f"unhashed pin: {block.splitlines()[0]}"
+
+
 def test_lock_file_pins_every_runtime_dependency_with_hashes() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     text = (ROOT / "requirements.lock").read_text()
