@@ -75,13 +75,15 @@ $(COMPILED_DIR)/.built: $(STAMP) setup.py pyproject.toml $(wildcard app/*.py app
 
 compiled: $(COMPILED_DIR)/.built  ## build the mypyc-compiled hot path into build/compiled/site (as the image ships it)
 
-# The tests of the compiled modules, run against the compiled build: PYTHONPATH puts it first and
-# --import-mode=append keeps pytest from putting the source tree ahead of it; test_compiled.py
-# fails the run if a listed module was imported from source instead.
+# The compiled modules' tests and the API's (schemathesis fuzzing included), run against the
+# compiled build: PYTHONPATH puts it first and --import-mode=append keeps pytest from putting the
+# source tree ahead of it; test_compiled.py fails the run if a listed module was imported from
+# source instead, or anything else came compiled.
 COMPILED_TESTS := tests/test_compiled.py tests/test_normalize.py tests/test_name_variants.py \
 	tests/test_legal_forms.py tests/test_policy.py tests/test_matching_properties.py tests/test_verify.py \
 	tests/test_enumeration.py tests/test_eval.py \
-	tests/test_api.py tests/test_bulk_and_limits.py tests/test_security_gate.py
+	tests/test_api.py tests/test_bulk_and_limits.py tests/test_security_gate.py tests/test_api_security.py \
+	tests/test_schemathesis.py
 pytest-compiled: $(COMPILED_DIR)/.built redis-server  ## the compiled modules' tests, against the compiled build
 	VOP_EXPECT_COMPILED=1 PYTHONPATH=$(CURDIR)/$(COMPILED_DIR)/site $(BIN)/pytest --import-mode=append \
 	  -p no:cacheprovider $(COMPILED_TESTS)
