@@ -17,13 +17,13 @@ from pathlib import Path
 
 from setuptools import setup
 
-sys.path.insert(0, str(Path(__file__).parent))
-
 
 def _ext_modules() -> list[object]:
     if os.environ.get("VOP_MYPYC", "") not in {"1", "true", "yes"}:
         return []
     from mypyc.build import mypycify  # noqa: PLC0415 (only a compiled build needs mypy)
+
+    sys.path.insert(0, str(Path(__file__).parent))  # (the module list, from this tree)
 
     from app.compiled import COMPILED  # noqa: PLC0415
 

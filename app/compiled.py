@@ -2,7 +2,7 @@
 them this process imports compiled.
 
 The list is what a profile of the bulk route put on the matcher and the enumeration guard, kept
-where compiling measured faster (bench/RESULTS.md, "Compiled build"): the scorer's many small
+where compiling measured faster (bench/RESULTS.md, "Bulk, sixth session"): the scorer's many small
 functions gain most; validation and the IBAN checks (mostly calls into str, re and numpy) measured
 ~1 ms slower per 10,000 compiled and stay interpreted, as do the route and the index. A module is
 listed only if its tests pass compiled (``make test`` runs them against the compiled build too). The

@@ -46,13 +46,13 @@ def _staleness(feed: IndexFeed) -> Callable[[], float | None]:
 def _report_build(metrics: Metrics) -> None:
     """Log, and export as a gauge, whether this worker runs the compiled build (app.compiled)."""
     status = compiled_status()
-    interpreted = sorted(m for m, compiled in status.items() if not compiled)
-    metrics.interpreted_modules.set(len(interpreted))
+    interpreted = sum(not compiled for compiled in status.values())
+    metrics.interpreted_modules.set(interpreted)
     if interpreted:
         log.info(
             "hot path from source: %d of %d modules interpreted (the compiled build: make compiled, "
             "or the image, built with VOP_MYPYC=1)",
-            len(interpreted),
+            interpreted,
             len(status),
         )
     else:
