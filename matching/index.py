@@ -46,13 +46,14 @@ class IndexBuildError(ValueError):
     """The snapshot breaks the data contract; nothing was built."""
 
 
-# Below this many rows ``registered`` reads row by row: measured (200k accounts), pyarrow's take()
-# + to_pylist() costs ~90 µs for 2 rows and ~150 µs for 64 (fixed dispatch cost), row-by-row
-# access ~6.5 µs a row; they cross between 16 and 64 rows.
+# Below this many rows ``registered`` reads row by row: pyarrow's take() + to_pylist() has a fixed
+# dispatch cost, a row read ~2.3 µs. Measured (1M accounts, sixth session): 8 rows 19.4 against
+# 26.0 µs, 12 rows 27.9 against 28.2, 16 rows 37.6 against 31.2, 32 rows 81 against 43.
+_TAKE_FROM_ROWS = 12
 _HASH_FROM = 256  # batches at least this large search the key hashes (measured crossover: 128-256)
-_TAKE_FROM_ROWS = 32
 # Below this many IBANs ``lookup`` searches key by key: building the needle array costs more than it
-# saves (1M keys, per batch: 2 IBANs 2.9 against 7.3 µs, 8: 9.5 against 12.6 µs; even at 16-32).
+# saves (1M keys, per batch: 2 IBANs 2.9 against 7.3 µs, 8: 9.5 against 12.6, 16: 18.7 against 19.9,
+# 32: 35.4 against 32.0).
 _ARRAY_FROM = 16
 _HASH_SEED = np.uint64(0x9E3779B97F4A7C15)
 _HASH_MUL = np.uint64(0xBF58476D1CE4E5B9)
@@ -120,6 +121,8 @@ class AccountIndex:
         width = self.keys.dtype.itemsize
         if n == 0 or not ibans:
             return np.full(len(ibans), -1, dtype=np.int64)
+        # (a key longer than any IBAN becomes one that matches none; encoded inline in each branch:
+        # one list for both cost a lone check ~0.2 µs more)
         if len(ibans) < _ARRAY_FROM:  # a lone check or a small micro-batch: key by key
             keys, found = self.keys, []
             for iban in ibans:

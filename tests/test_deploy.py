@@ -593,36 +593,38 @@ def test_dockerignore_admits_every_path_the_image_copies() -> None:
         assert source in admitted, f"{source} is copied into the image but not admitted by .dockerignore"
 
 
+def _normalised(requirement: str) -> str:
+    """The project name a requirement or a pin starts with, normalised (PEP 503)."""
+    m = re.match(r"[A-Za-z0-9_.\-]+", requirement)
+    assert m, requirement
+    return re.sub(r"[-_.]+", "-", m.group(0)).lower()
+
+
+def _hashed_pins(lock: str) -> set[str]:
+    """The normalised names a pip-compile lock file pins; every pin must carry a hash."""
+    text = (ROOT / lock).read_text()
+    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
+        if "==" in block and not block.lstrip().startswith("#"):
+            assert "--hash=sha256:" in block, f"unhashed pin: {block.splitlines()[0]}"
+    return {_normalised(name) for name in re.findall(r"^([A-Za-z0-9_.\-]+)==", text, re.M)}
+
+
 def test_build_lock_pins_the_build_requirements_with_hashes() -> None:
     """The image's build stage installs setuptools, wheel and mypy (for the compiled build) only
     from requirements-build.lock, without resolving anything."""
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
-    text = (ROOT / "requirements-build.lock").read_text()
-    pins = {re.sub(r"[-_.]+", "-", n).lower() for n in re.findall(r"^([A-Za-z0-9_.\-]+)==", text, re.M)}
+    pins = _hashed_pins("requirements-build.lock")
     for requirement in requires:
-        m = re.match(r"[A-Za-z0-9_.\-]+", requirement)
-        assert m
-        assert re.sub(r"[-_.]+", "-", m.group(0)).lower() in pins, f"{requirement}: run `make lock`"
-    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
-        if "==" in block:
-            assert "--hash=sha256:" in block, f"unhashed pin: {block.splitlines()[0]}"
+        assert _normalised(requirement) in pins, f"{requirement}: run `make lock`"
 
 
 def test_lock_file_pins_every_runtime_dependency_with_hashes() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    text = (ROOT / "requirements.lock").read_text()
-    pins = dict(re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)", text, re.M))
-    normalised = {re.sub(r"[-_.]+", "-", name).lower() for name in pins}
+    normalised = _hashed_pins("requirements.lock")
     for requirement in project["dependencies"]:
-        m = re.match(r"[A-Za-z0-9_.\-]+", requirement)
-        assert m
-        name = re.sub(r"[-_.]+", "-", m.group(0)).lower()
+        name = _normalised(requirement)
         assert name in normalised, f"{name} (pyproject) is missing from requirements.lock: run `make lock`"
-    blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 6)[-1])
-    for block in blocks:
-        if "==" in block:
-            assert "--hash=sha256:" in block, f"unhashed pin: {block.splitlines()[0]}"
-    dev = {re.match(r"[A-Za-z0-9_.\-]+", r).group(0).lower() for r in project["optional-dependencies"]["dev"]}  # type: ignore[union-attr]
+    dev = {_normalised(r) for r in project["optional-dependencies"]["dev"]}
     assert not dev & {"pytest", "ruff", "mypy"} & normalised, "dev tools must not be in the runtime lock"
 
 

@@ -62,6 +62,12 @@ def test_every_lookup_path_gives_the_rows_of_one_by_one(index: AccountIndex, siz
     assert index.lookup(batch[::-1]).tolist() == expected[::-1]
 
 
+def test_registered_by_take_equals_row_by_row(index: AccountIndex) -> None:
+    """From _TAKE_FROM_ROWS rows one take() reads the batch; below, row by row: the same values."""
+    rows = (list(range(len(ACCOUNTS))) * (mi._TAKE_FROM_ROWS // len(ACCOUNTS) + 2))[: mi._TAKE_FROM_ROWS + 5]
+    assert index.registered(rows) == [index.registered([r])[0] for r in rows]
+
+
 @pytest.mark.parametrize("buckets", [1, 3, None])
 def test_hash_collisions_never_give_a_wrong_row(monkeypatch: pytest.MonkeyPatch, buckets: int | None) -> None:
     """With a hash of 1 or 3 values every lookup collides: the entries of its hash are compared
