@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from app.security import audit
 from app.security.audit import AuditTrail, seal, verify_audit_files
 from app.security.audit_process import AuditProcess
 from app.security.pseudonym import Pseudonymiser, derive_key
@@ -313,3 +314,41 @@ def test_pseudonyms_are_keyed_blake2b_of_kind_and_canonical_form() -> None:
     want = hashlib.blake2b(b"name\x00max m\xc3\xbcller", key=key, digest_size=16).hexdigest()
     assert p.name("Müller,  MAX") == want
     assert p.name("Müller,  MAX") == p.name("max müller")
+
+
+def test_batch_pseudonyms_are_the_one_by_one_pseudonyms() -> None:
+    """The writer pseudonymises a batch at once (``ibans``, ``optional_names``); each value must be
+    what ``iban`` / ``name`` give for it alone, a missing or empty name staying None."""
+    p = Pseudonymiser(KEY.encode())
+    ibans = [*IBANS, "de89 3704 0044 0532 0130 00", ""]
+    assert p.ibans(ibans) == [p.iban(i) for i in ibans]
+    assert p.ibans([]) == []
+    names: list[str | None] = [NAMES[0], None, NAMES[1], "", "MÜLLER, max", NAMES[2]]
+    assert p.optional_names(names) == [p.name(n) if n else None for n in names]
+    assert p.optional_names([None, ""]) == [None, None]
+    assert p.optional_names(NAMES) == [p.name(n) for n in NAMES]
+
+
+def test_lines_are_the_same_with_or_without_openssls_hmac_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer MACs lines with OpenSSL's HMAC object where the interpreter has it, else with
+    ``hmac.new``: the same chain, byte for byte, from the same records."""
+    records = [
+        (1_764_600_000.0 + i // 3, f"rid-{i}", "psp-client-1", IBANS[i % 3], NAMES[i % 3] if i % 4 else None,
+         "MTCH", "exact", 7, i % 5 == 0)
+        for i in range(12)
+    ]  # fmt: skip
+
+    def chain(directory: Path) -> bytes:
+        w = audit.ChainWriter(directory, KEY, chain="c0ffee", clock=lambda: 1_764_600_000.0)
+        w.write(records[:5])
+        w.write(records[5:], dropped_total=2)
+        w.close()
+        assert verify_audit_files(w.files, KEY).ok
+        return b"".join(f.read_bytes() for f in w.files)
+
+    assert audit._openssl_hmac is not None  # (CPython with OpenSSL, as the image ships)
+    with_openssl = chain(tmp_path / "openssl")
+    monkeypatch.setattr(audit, "_openssl_hmac", None)
+    assert chain(tmp_path / "hmac") == with_openssl
