@@ -117,19 +117,35 @@ class AccountIndex:
     # ---- lookups ---------------------------------------------------------------------------
     def lookup(self, ibans: Sequence[str]) -> np.ndarray:
         """Row of each IBAN, -1 where the IBAN is not held. One vectorised search per batch."""
+        if len(ibans) < _ARRAY_FROM:
+            return np.array(self.lookup_rows(ibans), dtype=np.int64)
+        return self._lookup_array(ibans)
+
+    def lookup_rows(self, ibans: Sequence[str]) -> list[int]:
+        """``lookup`` as a list (what ``verify`` reads). A lone check or a small micro-batch is
+        searched key by key and never becomes an array: a lone IBAN 2.1 against 2.75 µs through
+        ``lookup(...).tolist()`` (1M accounts, random IBANs, min of 3 x 20,000). The rest of its
+        cost is the binary search itself (~1.7 µs: ~20 probes of the 28-byte keys)."""
+        if len(ibans) >= _ARRAY_FROM:
+            return self._lookup_array(ibans).tolist()  # type: ignore[no-any-return]
+        keys = self.keys
+        n = len(keys)
+        if n == 0:
+            return [-1] * len(ibans)
+        # (a key longer than any IBAN becomes one that matches none; encoded inline here and in
+        # ``_lookup_array``: one list for both cost a lone check ~0.2 µs more)
+        width, found = keys.dtype.itemsize, []
+        for iban in ibans:
+            key = iban.encode("ascii", "replace") if len(iban) <= width else b"\x00"
+            at = int(keys.searchsorted(key))
+            found.append(at if at < n and keys[at] == key else -1)
+        return found
+
+    def _lookup_array(self, ibans: Sequence[str]) -> np.ndarray:
         n = len(self)
         width = self.keys.dtype.itemsize
-        if n == 0 or not ibans:
+        if n == 0:
             return np.full(len(ibans), -1, dtype=np.int64)
-        # (a key longer than any IBAN becomes one that matches none; encoded inline in each branch:
-        # one list for both cost a lone check ~0.2 µs more)
-        if len(ibans) < _ARRAY_FROM:  # a lone check or a small micro-batch: key by key
-            keys, found = self.keys, []
-            for iban in ibans:
-                key = iban.encode("ascii", "replace") if len(iban) <= width else b"\x00"
-                at = int(keys.searchsorted(key))
-                found.append(at if at < n and keys[at] == key else -1)
-            return np.array(found, dtype=np.int64)
         encoded = [s.encode("ascii", "replace") if len(s) <= width else b"\x00" for s in ibans]
         query = np.array(encoded, dtype=self.keys.dtype)
         if len(query) >= _HASH_FROM:

@@ -51,6 +51,7 @@ class IndexLike(Protocol):
     def build_seconds(self) -> float: ...
     def __len__(self) -> int: ...
     def lookup(self, ibans: Sequence[str]) -> np.ndarray: ...
+    def lookup_rows(self, ibans: Sequence[str]) -> list[int]: ...
     def registered(self, rows: Sequence[int] | np.ndarray) -> list[Registered]: ...
     def identifiers(self, row: int) -> tuple[str | None, str | None, list[str]]: ...
 
@@ -185,6 +186,16 @@ class OverlayIndex:
 
     def lookup(self, ibans: Sequence[str]) -> np.ndarray:
         rows = self.base.lookup(ibans)
+        self._patch(ibans, rows)
+        return rows
+
+    def lookup_rows(self, ibans: Sequence[str]) -> list[int]:
+        rows = self.base.lookup_rows(ibans)
+        self._patch(ibans, rows)
+        return rows
+
+    def _patch(self, ibans: Sequence[str], rows: np.ndarray | list[int]) -> None:
+        """The overlay's own row for each IBAN it changed (-1 where it deleted one)."""
         rowmap = self._rowmap
         if rowmap:
             get = rowmap.get
@@ -192,7 +203,6 @@ class OverlayIndex:
                 r = get(iban)
                 if r is not None:
                     rows[i] = r
-        return rows
 
     def registered(self, rows: Sequence[int] | np.ndarray) -> list[Registered]:
         nb = len(self.base)

@@ -25,7 +25,7 @@ def verify(
         return []
     if len(checks) == 1:  # the lone inter-PSP request: same rules, no batch bookkeeping
         check = checks[0]
-        row = int(index.lookup([check.iban])[0])
+        row = index.lookup_rows([check.iban])[0]
         if row < 0:
             return [_unknown(check)]
         acct = index.registered([row])[0]
@@ -35,7 +35,7 @@ def verify(
         decision = decide_names([check.name or ""], [acct.type], [acct.names], [acct.prepared], settings)[0]
         return [_name_outcome(acct, decision)]
 
-    rows = index.lookup([c.iban for c in checks]).tolist()
+    rows = index.lookup_rows([c.iban for c in checks])
     results: list[Outcome | None] = [None] * len(checks)
     known = [i for i, r in enumerate(rows) if r >= 0]
     name_items: list[int] = []

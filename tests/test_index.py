@@ -60,6 +60,9 @@ def test_every_lookup_path_gives_the_rows_of_one_by_one(index: AccountIndex, siz
     assert len(set(expected)) > 1
     assert index.lookup(batch).tolist() == expected
     assert index.lookup(batch[::-1]).tolist() == expected[::-1]
+    assert index.lookup_rows(batch) == expected  # (what verify reads)
+    assert all(type(r) is int for r in index.lookup_rows(batch))
+    assert [index.lookup_rows([iban])[0] for iban in batch] == expected
 
 
 def test_registered_by_take_equals_row_by_row(index: AccountIndex) -> None:

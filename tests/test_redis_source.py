@@ -418,6 +418,11 @@ def test_compaction_matches_overlay() -> None:
         if ro >= 0:
             assert overlay.registered([ro]) == merged.registered([rm])
             assert overlay.identifiers(int(ro)) == merged.identifiers(int(rm))
+    for batch in (probe, probe * 20):  # key by key, and one array search (from 16 IBANs)
+        rows = overlay.lookup(batch).tolist()
+        assert overlay.lookup_rows(batch) == rows
+        assert [r >= 0 for r in rows] == [r >= 0 for r in merged.lookup_rows(batch)]
+        assert rows[probe.index(IBAN_JOINT)] == -1  # deleted in the overlay
 
 
 def test_settings_validation() -> None:
