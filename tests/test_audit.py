@@ -317,12 +317,9 @@ def test_pseudonyms_are_keyed_blake2b_of_kind_and_canonical_form() -> None:
 
 
 def test_batch_pseudonyms_are_the_one_by_one_pseudonyms() -> None:
-    """The writer pseudonymises a batch at once (``ibans``, ``optional_names``); each value must be
-    what ``iban`` / ``name`` give for it alone, a missing or empty name staying None."""
+    """The writer pseudonymises a batch's names at once (``optional_names``); each value must be
+    what ``name`` gives for it alone, a missing or empty name staying None."""
     p = Pseudonymiser(KEY.encode())
-    ibans = [*IBANS, "de89 3704 0044 0532 0130 00", ""]
-    assert p.ibans(ibans) == [p.iban(i) for i in ibans]
-    assert p.ibans([]) == []
     names: list[str | None] = [NAMES[0], None, NAMES[1], "", "MÜLLER, max", NAMES[2]]
     assert p.optional_names(names) == [p.name(n) if n else None for n in names]
     assert p.optional_names([None, ""]) == [None, None]

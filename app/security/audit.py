@@ -187,11 +187,12 @@ class ChainWriter:
         new part, whose header links to the last line written).
 
         The batch's pseudonyms are computed first, the names canonicalised as one batch
-        (``Pseudonymiser.names``); then each line is sealed in one loop, in order, since each links to
-        the one before (``_seal_checks``)."""
+        (``Pseudonymiser.optional_names``); then each line is sealed in one loop, in order, since
+        each links to the one before (``_seal_checks``)."""
         try:
             if records:
-                ibans = self._pseudonyms.ibans([r[3] for r in records])
+                iban = self._pseudonyms.iban  # (a method call per IBAN: the hashing is the cost)
+                ibans = [iban(r[3]) for r in records]
                 names = self._pseudonyms.optional_names([r[4] for r in records])
                 self._seal_checks(records, ibans, names)
             drops = dropped_total - self._drops_written

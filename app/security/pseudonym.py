@@ -82,16 +82,6 @@ class Pseudonymiser:
         h.update(canonical_iban(iban).encode())
         return h.hexdigest()
 
-    def ibans(self, ibans: Sequence[str]) -> list[str]:
-        """``iban`` of each IBAN. (Canonicalising and encoding them as one NUL-joined batch, as
-        ``names`` does, measured no faster: 0.73 µs an IBAN either way, the hashing's.)"""
-        base, out = self._iban, []
-        for iban in ibans:
-            h = base.copy()
-            h.update(canonical_iban(iban).encode())
-            out.append(h.hexdigest())
-        return out
-
     def name(self, name: str) -> str:
         h = self._name.copy()
         h.update(canonical_name(name).encode())
@@ -110,6 +100,6 @@ class Pseudonymiser:
         """``names``, where a missing or empty name (an identifier check's) stays None."""
         given = [n for n in names if n]
         if len(given) == len(names):
-            return list(self.names(given))
+            return list(self.names(given))  # (as a list of str | None)
         pseudonyms = iter(self.names(given))
         return [next(pseudonyms) if n else None for n in names]
