@@ -3,8 +3,10 @@ real redis-server (free port), with the per-process fallback when it dies."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -326,3 +328,39 @@ def test_redis_scripts_answer_as_the_per_process_guard(
     want += local.over_cap_many("c", batch) if batch else []
     assert got == want
     assert backend.healthy  # answered by Redis, not by its fallback
+
+
+class _SwitchingLRU(OrderedDict[tuple[str, int], dict[int, float]]):
+    """An LRU table that lets another thread run inside ``move_to_end``: where, without a lock, an
+    eviction could take the entry being touched (a Redis outage sends the bulk route's fallback
+    through its helper thread while single checks fall back on the event loop's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = threading.Event()
+
+    def move_to_end(self, key: tuple[str, int], last: bool = True) -> None:
+        self.inside.set()
+        time.sleep(0.05)  # (the other thread evicts this entry now, unless a lock keeps it out)
+        super().move_to_end(key, last)
+
+
+def test_per_process_guard_is_one_caller_at_a_time() -> None:
+    local = LocalEnumerationGuard(5, 600.0, max_keys=1)
+    local._seen = table = _SwitchingLRU()
+    assert not local.over_cap("c", 1, 1, 0.0)
+    failures: list[BaseException] = []
+
+    def touch() -> None:  # a second name on the held IBAN: over_cap's move_to_end branch
+        try:
+            local.over_cap("c", 1, 2, 0.0)
+        except Exception as exc:  # (the failure is the finding)
+            failures.append(exc)
+
+    toucher = threading.Thread(target=touch)
+    toucher.start()
+    assert table.inside.wait(5)  # the toucher is inside move_to_end
+    assert local.over_cap_many("d", [(7, 1)], 0.0) == [False]  # a fresh IBAN: evicts the oldest
+    toucher.join()
+    assert failures == []
+    assert list(local._seen) == [("d", 7)]
