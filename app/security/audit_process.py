@@ -1,6 +1,6 @@
 """The audit writer in a child process, so that a worker's GIL pays only for queueing a tuple.
 
-Why: sealing one audit line is ~10 µs of Python (two keyed pseudonyms, the line MAC, the chain hash,
+Why: sealing one audit line is ~5 µs of Python (two keyed pseudonyms, the line MAC, the chain hash,
 the JSON encoding; bench/bench_inprocess.py and the note in bench/RESULTS.md). In a writer *thread*
 that time is taken from the request handlers under the GIL, and a thread that holds the GIL delays
 the event loop by up to the interpreter's 5 ms switch interval: both the single-check throughput and
