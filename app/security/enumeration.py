@@ -156,7 +156,8 @@ class EnumerationGuard:
         self._many_script_async: AsyncScript | None = None  # made in the event loop, on first use
         self._prefix = prefix + "enum:"
         self._clock = clock
-        self.forced = 0  # answers forced to NOAP so far
+        self.forced = 0  # answers forced to NOAP so far (``_count``)
+        self._count_lock = threading.Lock()
 
     def over_cap(self, client: str, iban: str, name: str) -> bool:
         if self._redis is not None:
@@ -165,7 +166,8 @@ class EnumerationGuard:
         iban_key = _local_key(canonical_iban(iban))
         name_key = _local_key(canonical_name(name))
         forced = self._local.over_cap(client, iban_key, name_key, now)
-        self.forced += forced
+        if forced:
+            self._count(1)
         return forced
 
     def over_cap_many(self, client: str, pairs: Sequence[tuple[str, str]]) -> list[bool]:
@@ -179,7 +181,7 @@ class EnumerationGuard:
             if self._redis is not None and self._many_script is not None:
                 answer = self._redis.run(self._many_script, *self._script_call(client, chunk, now))
             forced.extend(self._answered(client, chunk, now, answer))
-        self.forced += sum(forced)
+        self._count(sum(forced))
         return forced
 
     async def over_cap_many_async(self, client: str, pairs: Sequence[tuple[str, str]]) -> list[bool]:
@@ -192,8 +194,15 @@ class EnumerationGuard:
                 call = self._script_call(client, chunk, now)
                 answer = await self._redis.run_async(self.async_script(), *call)
             forced.extend(self._answered(client, chunk, now, answer))
-        self.forced += sum(forced)
+        self._count(sum(forced))
         return forced
+
+    def _count(self, n: int) -> None:
+        """Add ``n`` forced answers. Under a lock, taken only when there are some: a bulk request's
+        Redis fallback counts on its helper thread while single checks count on the event loop's."""
+        if n:
+            with self._count_lock:
+                self.forced += n
 
     def async_script(self) -> AsyncScript:
         """The batch script on the asyncio client (made on first use, in the event loop)."""
