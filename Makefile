@@ -78,7 +78,8 @@ compiled: $(COMPILED_DIR)/.built  ## build the mypyc-compiled hot path into buil
 # The compiled modules' tests and the API's (schemathesis fuzzing included), run against the
 # compiled build: PYTHONPATH puts it first and --import-mode=append keeps pytest from putting the
 # source tree ahead of it; test_compiled.py fails the run if a listed module was imported from
-# source instead, or anything else came compiled.
+# source instead, or anything else came compiled, and (in every run) if a module of app/compiled.py
+# is imported by none of these files.
 COMPILED_TESTS := tests/test_compiled.py tests/test_normalize.py tests/test_name_variants.py \
 	tests/test_legal_forms.py tests/test_policy.py tests/test_matching_properties.py tests/test_verify.py \
 	tests/test_enumeration.py tests/test_eval.py \

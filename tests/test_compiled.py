@@ -8,8 +8,10 @@ source would shadow every edit of it.
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +46,52 @@ def test_this_run_imports_what_it_expects() -> None:
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
         if module not in COMPILED:  # nothing else comes compiled (a stale build's leftovers)
             assert not is_compiled(module), module
+
+
+def compiled_test_files(makefile: str) -> list[str]:
+    """The Makefile's ``COMPILED_TESTS`` (the files ``make pytest-compiled`` runs), continuation
+    lines joined."""
+    joined = makefile.replace("\\\n", " ")
+    found = re.search(r"^COMPILED_TESTS\s*:=(.*)$", joined, re.MULTILINE)
+    assert found is not None, "the Makefile defines no COMPILED_TESTS"
+    return found.group(1).split()
+
+
+def imports_module(source: str, module: str) -> bool:
+    """Whether a test module's source imports ``module`` itself (``import m``, ``from m import x``,
+    ``from package import m``)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module is not None:
+            named = {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            if module in named:
+                return True
+        if isinstance(node, ast.Import) and any(alias.name == module for alias in node.names):
+            return True
+    return False
+
+
+def test_the_compiled_run_tests_every_compiled_module() -> None:
+    """Each module of ``COMPILED`` is imported by a test file of the compiled run, so a module added
+    to the build cannot go into the image untested compiled (the list sits in the Makefile)."""
+    files = compiled_test_files((ROOT / "Makefile").read_text())
+    assert "tests/test_compiled.py" in files  # (the check that the run imports the build)
+    for name in files:
+        assert (ROOT / name).is_file(), f"COMPILED_TESTS lists {name}, which does not exist"
+    sources = {name: (ROOT / name).read_text() for name in files}
+    untested = [m for m in COMPILED if not any(imports_module(src, m) for src in sources.values())]
+    assert untested == [], f"compiled but no test of the compiled run imports it: {untested}"
+
+
+def test_the_compiled_test_check_can_tell() -> None:
+    makefile = "A := 1\nCOMPILED_TESTS := tests/a.py \\\n\ttests/b.py\nB := 2\n"
+    assert compiled_test_files(makefile) == ["tests/a.py", "tests/b.py"]
+    assert imports_module("from matching.scorer import x\n", "matching.scorer")
+    assert imports_module("import matching.scorer as s\n", "matching.scorer")
+    assert not imports_module("from matching.scorer_extra import x\n", "matching.scorer")
+    assert not imports_module("# from matching.scorer import x\n", "matching.scorer")
+    assert imports_module("from matching import policy, scorer\n", "matching.scorer")
+    assert not imports_module("from matching import policy\n", "matching.scorer")
 
 
 def test_is_compiled_tells_an_extension_from_a_source() -> None:
