@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 
+from litestar import asgi
+from litestar.handlers import ASGIRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.exchange import ClientDisconnectedError, Handler, RequestHeaders, content_length, too_large
@@ -78,3 +80,9 @@ def asgi_route(handler: Handler) -> ASGIApp:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
     return route
+
+
+def hot_route(path: str, name: str, handler: Handler) -> ASGIRouteHandler:
+    """``handler`` registered in Litestar at ``path`` (its OpenAPI entry comes from app.openapi; the
+    scope is not copied: the handler only reads it)."""
+    return asgi(path, is_mount=False, copy_scope=False, name=name)(asgi_route(handler))

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 
+from app.observability.logging import LogContext, clear_request
 from app.observability.tracing import Span
 from app.problems import PROBLEM_MEDIA_TYPE, ProblemError, echoable_request_id
 from app.timestamps import now_rfc3339_ms
+
+if TYPE_CHECKING:
+    from app.observability.metrics import Metrics
 
 log = logging.getLogger("vop.http")
 encoder = msgspec.json.Encoder()
@@ -89,3 +94,21 @@ def answer_failure(exc: Exception, request_id: str | None, span: Span, route: st
 def answered_status(answer: Answer | None) -> int:
     """The status for the metrics: 499 (nginx's "client closed request") when nobody was answered."""
     return 499 if answer is None else answer[0]
+
+
+def finish_exchange(
+    answer: Answer | None,
+    span: Span,
+    metrics: Metrics,
+    route: str,
+    seconds: float,
+    *,
+    log_context: LogContext,
+) -> None:
+    """The end of every hot-route exchange, answered or not: the status on the span and in the
+    metrics (with the latency, ``Metrics.request_started``'s partner), the request's log context
+    cleared."""
+    status = answered_status(answer)
+    span.set_attribute("http.response.status_code", status)
+    metrics.request_finished(route, status, seconds)
+    clear_request(log_context)

@@ -10,6 +10,7 @@ from typing import Any
 
 from litestar import Litestar, get
 
+from app.asgi_io import hot_route
 from app.backpressure import LoadGate
 from app.compiled import compiled_status
 from app.index_holder import IndexFeed, IndexHolder
@@ -20,10 +21,10 @@ from app.openapi import build_openapi
 from app.problems import exception_handlers
 from app.routes.admin import admin_index, admin_reload
 from app.routes.bulk import PATH as BULK_PATH
-from app.routes.bulk import bulk_handler, bulk_route
+from app.routes.bulk import bulk_handler
 from app.routes.health import healthz, problem_type, readyz
 from app.routes.verification import PATH as VERIFY_PATH
-from app.routes.verification import verification_handler, verification_route
+from app.routes.verification import verification_handler
 from app.security.gate import SecurityGate
 from app.security.settings import SecuritySettings
 from app.service import Verifier
@@ -126,8 +127,8 @@ def create_app(
 
     app = Litestar(
         route_handlers=[
-            verification_route(verify_handler),
-            bulk_route(bulk),
+            hot_route(VERIFY_PATH, "verify_payee", verify_handler),
+            hot_route(BULK_PATH, "verify_payee_bulk", bulk),
             healthz,
             readyz,
             problem_type,

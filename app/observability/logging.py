@@ -57,12 +57,16 @@ _key_cache: dict[str, bytes] = {}
 
 
 # ---- request context ------------------------------------------------------------------------
-def bind_request(request_id: str | None, trace_id: str | None = None) -> Token[tuple[str | None, str | None]]:
+#: What ``bind_request`` returns and ``clear_request`` takes back.
+LogContext = Token[tuple[str | None, str | None]]
+
+
+def bind_request(request_id: str | None, trace_id: str | None = None) -> LogContext:
     """Attach the request id and trace id to every log line of the current context."""
     return _REQUEST.set((request_id, trace_id))
 
 
-def clear_request(token: Token[tuple[str | None, str | None]] | None = None) -> None:
+def clear_request(token: LogContext | None = None) -> None:
     if token is not None:
         _REQUEST.reset(token)
     else:

@@ -12,10 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import msgspec
-from litestar import asgi
-from litestar.handlers import ASGIRouteHandler
 
-from app.asgi_io import asgi_route
 from app.backpressure import deadline_exceeded
 from app.exchange import (
     Answer,
@@ -25,11 +22,11 @@ from app.exchange import (
     RequestHeaders,
     answer_failure,
     answer_json,
-    answered_status,
     encoder,
+    finish_exchange,
     too_large,
 )
-from app.observability.logging import bind_request, clear_request
+from app.observability.logging import bind_request
 from app.problems import ProblemError
 from app.routes.verification import ENUMERATION_NOAP, guarded_name, method_not_allowed, rate_limited
 from app.security.gate import SCOPE_BULK, Principal, SecurityGate
@@ -238,17 +235,10 @@ def bulk_handler(services: Services) -> Handler:
             finally:
                 if cost:
                     gate.release(cost)
-                status = answered_status(answer)
-                span.set_attribute("http.response.status_code", status)
-                metrics.request_finished(PATH, status, loop.time() - started)
-                clear_request(log_context)
+                finish_exchange(answer, span, metrics, PATH, loop.time() - started, log_context=log_context)
         return answer
 
     return handle
-
-
-def bulk_route(handler: Handler) -> ASGIRouteHandler:
-    return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee_bulk")(asgi_route(handler))
 
 
 _SPAN_ATTRIBUTES = {"http.route": PATH, "http.request.method": "POST"}

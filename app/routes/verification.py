@@ -19,10 +19,7 @@ import asyncio
 import math
 
 import msgspec
-from litestar import asgi
-from litestar.handlers import ASGIRouteHandler
 
-from app.asgi_io import asgi_route
 from app.backpressure import deadline_exceeded
 from app.exchange import (
     Answer,
@@ -32,12 +29,12 @@ from app.exchange import (
     RequestHeaders,
     answer_failure,
     answer_json,
-    answered_status,
     encoder,
+    finish_exchange,
     too_large,
 )
 from app.microbatch import MicroBatcher
-from app.observability.logging import bind_request, clear_request
+from app.observability.logging import bind_request
 from app.problems import ProblemError
 from app.security.client_batch import ClientBatcher, redis_batchers
 from app.security.gate import SCOPE_VERIFY, Principal, SecurityGate
@@ -170,17 +167,10 @@ def verification_handler(services: Services) -> Handler:
             finally:
                 if admitted:
                     gate.release()
-                status = answered_status(answer)
-                span.set_attribute("http.response.status_code", status)
-                metrics.request_finished(PATH, status, loop.time() - started)
-                clear_request(log_context)
+                finish_exchange(answer, span, metrics, PATH, loop.time() - started, log_context=log_context)
         return answer
 
     return handle
-
-
-def verification_route(handler: Handler) -> ASGIRouteHandler:
-    return asgi(PATH, is_mount=False, copy_scope=False, name="verify_payee")(asgi_route(handler))
 
 
 _SPAN_ATTRIBUTES = {"http.route": PATH, "http.request.method": "POST"}
