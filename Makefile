@@ -58,7 +58,7 @@ lint: $(STAMP)  ## ruff
 typecheck: $(STAMP)  ## mypy (strict)
 	$(BIN)/mypy
 
-pytest: $(STAMP) redis-server promtool deploy-tools  ## the test suite
+pytest: $(STAMP) redis-server promtool deploy-tools wrk  ## the test suite
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest pytest-compiled bench-smoke  ## lint, type-check, the tests (also against the compiled build), the 20 s locust smoke run

@@ -34,7 +34,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,9 @@ class FixedRateResult:
     error_kinds: dict[str, int] = field(default_factory=dict)
     generator_cpu_cores: float = 0.0
     event_loop: str = "asyncio"
+    window_s: float = 0.1
+    #: per window of scheduled time (from the first measured slot): n, p50, p99 and max latency (ms)
+    timeline: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def errors(self) -> int:
@@ -93,6 +96,31 @@ def percentiles(values: list[float], points: Sequence[float] = (50, 90, 99, 99.9
         out[f"p{p:g}".replace(".", "_")] = ordered[rank - 1]
     out["max"] = ordered[-1]
     out["mean"] = sum(ordered) / len(ordered)
+    return out
+
+
+def timeline(offsets: Sequence[float], latencies: Sequence[float], window_s: float) -> list[dict[str, float]]:
+    """Latency (ms) per window of *scheduled* time: ``offsets[i]`` is when request i was due
+    (seconds after the first measured slot), ``latencies[i]`` its latency (s). A tail that comes in
+    bursts shows as a few windows far above the rest; a server that cannot keep up, as every window
+    rising. Windows with no request are left out."""
+    if window_s <= 0:
+        raise ValueError("window_s must be positive")
+    by_window: dict[int, list[float]] = {}
+    for offset, latency in zip(offsets, latencies, strict=True):
+        by_window.setdefault(int(offset // window_s), []).append(latency * 1000)
+    out: list[dict[str, float]] = []
+    for w in sorted(by_window):
+        p = percentiles(by_window[w], (50, 99))
+        out.append(
+            {
+                "t_s": round(w * window_s, 6),
+                "n": len(by_window[w]),
+                "p50": p["p50"],
+                "p99": p["p99"],
+                "max": p["max"],
+            }
+        )
     return out
 
 
@@ -168,6 +196,7 @@ class _Run:
         connections: int,
         warmup: float,
         token: str | None = None,
+        window: float = 0.1,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
@@ -197,8 +226,10 @@ class _Run:
             warmup_s=warmup,
             connections=connections,
             scheduled=self.total - self.first_measured,
+            window_s=window,
         )
         self.latencies: list[float] = []
+        self.offsets: list[float] = []  # each measured request's scheduled time after the first measured slot
         self.lags: list[float] = []
         self.timer_lags: list[float] = []
         self.in_flight = 0
@@ -266,6 +297,7 @@ class _Run:
                     self.last_done = done_at
                     res.completed += 1
                     self.latencies.append(done_at - min(scheduled, sent_at))
+                    self.offsets.append((slot - self.first_measured) * self.interval)
                     res.statuses[key] = res.statuses.get(key, 0) + 1
                 if 200 <= response.status < 300:
                     if measured:
@@ -315,6 +347,7 @@ class _Run:
         res.latency_ms = {k: v * 1000 for k, v in percentiles(self.latencies).items()}
         res.send_lag_ms = {k: v * 1000 for k, v in percentiles(self.lags).items()}
         res.timer_lag_ms = {k: v * 1000 for k, v in percentiles(self.timer_lags).items()}
+        res.timeline = timeline(self.offsets, self.latencies, res.window_s)
         return res
 
 
@@ -328,12 +361,22 @@ def run_fixed_rate(
     warmup: float = 1.0,
     drain: float = 5.0,
     token: str | None = None,
+    window: float = 0.1,
 ) -> FixedRateResult:
     """Offer ``rate`` requests/s for ``warmup + duration`` seconds and measure the last ``duration``;
     bounded by ``warmup + duration + drain`` (+ connecting)."""
-    if rate <= 0 or duration <= 0 or connections < 1 or warmup < 0:
-        raise ValueError("rate, duration and connections must be positive, warmup not negative")
-    runner = _Run(url, bodies, rate, duration=duration, connections=connections, warmup=warmup, token=token)
+    if rate <= 0 or duration <= 0 or connections < 1 or warmup < 0 or window <= 0:
+        raise ValueError("rate, duration, connections and window must be positive, warmup not negative")
+    runner = _Run(
+        url,
+        bodies,
+        rate,
+        duration=duration,
+        connections=connections,
+        warmup=warmup,
+        token=token,
+        window=window,
+    )
     if uvloop is None:
         return asyncio.run(runner.run(drain))
     return uvloop.run(runner.run(drain))
@@ -349,8 +392,23 @@ def summary(res: FixedRateResult) -> str:
         f"p99.9 {lat.get('p99_9', math.nan):.2f} ms; non-2xx {res.non_2xx}, socket errors "
         f"{res.socket_errors}, timeouts {res.timeouts}, not sent {res.not_sent}; send lag p99 "
         f"{lag.get('p99', math.nan):.2f} ms (generator's own p99 {res.timer_lag_ms.get('p99', math.nan):.2f} "
-        f"ms), generator CPU {res.generator_cpu_cores:.2f} cores"
+        f"ms), generator CPU {res.generator_cpu_cores:.2f} cores{_timeline_note(res)}"
     )
+
+
+def window_p99s(windows: Sequence[Mapping[str, float]]) -> tuple[float, float]:
+    """(median, worst) of the p99 latency of ``timeline`` windows, ms; NaN without windows."""
+    p99s = sorted(w["p99"] for w in windows)
+    if not p99s:
+        return math.nan, math.nan
+    return p99s[(len(p99s) - 1) // 2], p99s[-1]
+
+
+def _timeline_note(res: FixedRateResult) -> str:
+    median, worst = window_p99s(res.timeline)
+    if math.isnan(median):
+        return ""
+    return f"; p99 per {res.window_s * 1000:g} ms window: median {median:.2f} ms, worst {worst:.2f} ms"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -380,6 +438,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get("VOP_BENCH_TOKEN") or None,
         help="bearer token sent as Authorization on every request (default: $VOP_BENCH_TOKEN)",
     )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=0.1,
+        help="seconds of scheduled time per timeline window (default 0.1)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the result line")
     args = parser.parse_args(argv)
     host = urlsplit(args.url).hostname or ""
@@ -395,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warmup=args.warmup,
             drain=args.drain,
             token=args.token,
+            window=args.window,
         )
     except (OSError, ValueError) as exc:
         print(f"fixed_rate: error: {exc}", file=sys.stderr)

@@ -66,6 +66,7 @@ import pyarrow.parquet as pq
 from app.security.devkeys import mint_dev_token
 from bench.datagen import DEMO_BIC, DEMO_SEED, generate_probes
 from bench.fixed_rate import RESULT_MARKER as FIXED_MARKER
+from bench.fixed_rate import window_p99s
 from bench.netutil import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -767,19 +768,29 @@ def markdown(result: dict[str, Any]) -> str:
             f"{fixed['fraction']:.0%} of B's median peak, {cfg['fixed_seconds']} s after 1 s warm-up):",
             "",
             "| target | offered req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors | "
-            "send lag p99 ms | generator's own lag p99 ms | generator CPU | server CPU |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "send lag p99 ms | generator's own lag p99 ms | generator CPU | server CPU | "
+            "p99 per window ms (median / worst) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in fixed["runs"]:
             lat, lag = r["latency_ms"], r["send_lag_ms"]
             flag = " (generator-limited)" if r["generator_limited"] else ""
+            w_median, w_worst = window_p99s(r.get("timeline", []))
             lines.append(
                 f"| {r['target']}{flag} | {r['target_rate']:,.0f} | {r['achieved_rate']:,.0f} | "
                 f"{_f(lat.get('p50', math.nan))} | {_f(lat.get('p99', math.nan))} | "
                 f"{_f(lat.get('p99_9', math.nan))} | {r['errors']} | {_f(lag.get('p99', math.nan))} | "
                 f"{_f(r['timer_lag_ms'].get('p99', math.nan))} | "
-                f"{r['generator_cpu_cores']:.2f} | {r['server_cpu_cores']:.2f} |"
+                f"{r['generator_cpu_cores']:.2f} | {r['server_cpu_cores']:.2f} | "
+                f"{_f(w_median)} / {_f(w_worst)} |"
             )
+        window_ms = 1000 * fixed["runs"][0].get("window_s", 0.1) if fixed["runs"] else 100
+        lines += [
+            "",
+            f"(p99 per window: the p99 of each {window_ms:g} ms of scheduled time; a median near the "
+            "overall p99 is a tail spread through the run, a median far below it a few bursts. The "
+            "chart plots it over time.)",
+        ]
     t = result["targets"]
     lines += [
         "",
@@ -929,6 +940,65 @@ def _latency_series(result: dict[str, Any]) -> tuple[dict[str, list[float]], dic
     return peak, fixed
 
 
+def _timelines(result: dict[str, Any]) -> dict[str, list[dict[str, float]]]:
+    """Each fixed-rate run's timeline windows (``bench.fixed_rate.timeline``), by target."""
+    runs = (result.get("fixed_rate") or {}).get("runs", [])
+    return {r["target"]: r["timeline"] for r in runs if r.get("timeline")}
+
+
+def _svg_timeline(
+    timelines: dict[str, list[dict[str, float]]],
+    servers: dict[str, str],
+    width: int = 460,
+    height: int = 260,
+) -> str:
+    """p99 per window against scheduled time, one line per target, on a log latency axis."""
+    colours = _colours(list(servers))
+    height += 14 * (len(servers) - 1)
+    values = [w["p99"] for ws in timelines.values() for w in ws if w["p99"] > 0]
+    lo = 10 ** math.floor(math.log10(min(values))) if values else 0.1
+    hi = 10 ** math.ceil(math.log10(max(values))) if values else 10.0
+    if hi <= lo:
+        hi = lo * 10
+    end = max((w["t_s"] for ws in timelines.values() for w in ws), default=1.0) or 1.0
+    left, plot_w, plot_h = 60, width - 80, 190
+    bottom = 30 + plot_h
+
+    def xpos(t: float) -> float:
+        return left + plot_w * t / end
+
+    def ypos(v: float) -> float:
+        v = max(v, lo)
+        return bottom - plot_h * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="13">'
+        "Fixed rate: p99 per window over time</text>",
+    ]
+    decade = lo
+    while decade <= hi * 1.0001:
+        y = ypos(decade)
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{decade:g} ms</text>'
+        )
+        decade *= 10
+    for i in range(5):
+        t = end * i / 4
+        parts.append(f'<text x="{xpos(t):.1f}" y="{bottom + 14}" text-anchor="middle">{t:.1f} s</text>')
+    for key, windows in timelines.items():
+        pts = " ".join(f"{xpos(w['t_s']):.1f},{ypos(w['p99']):.1f}" for w in windows)
+        parts.append(
+            f'<polyline fill="none" stroke="{colours.get(key, "#17becf")}" stroke-width="1.5" '
+            f'points="{pts}"/>'
+        )
+    parts.append(_svg_legend(servers, left, bottom + 32))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def write_chart(result: dict[str, Any], json_path: Path) -> Path:
     """PNG with matplotlib when it is installed, else an HTML page with inline SVG. Every target of
     the run (A, B and any variant) has its own colour in every panel."""
@@ -942,7 +1012,9 @@ def write_chart(result: dict[str, Any], json_path: Path) -> Path:
     if mpl is not None:
         mpl.use("Agg")
         plt: Any = importlib.import_module("matplotlib.pyplot")
-        fig, axes = plt.subplots(1, 3 if fixed else 2, figsize=(16 if fixed else 11, 4.6))
+        timelines = _timelines(result)
+        panels_n = 2 + bool(fixed) + bool(timelines)
+        fig, axes = plt.subplots(1, panels_n, figsize=(5.4 * panels_n, 4.6))
         rounds = result["rounds"]
         n = max(r["round"] for r in rounds)
         width = 0.8 / len(servers)
@@ -963,6 +1035,22 @@ def write_chart(result: dict[str, Any], json_path: Path) -> Path:
                 ax.plot(["p50", "p90", "p99", "p99.9"], vs, marker="o", color=colours.get(key), label=key)
             ax.set(title=title, ylabel="ms", yscale="log")
             ax.legend(fontsize=8)
+        if timelines:
+            ax = axes[panels_n - 1]
+            for key, windows in timelines.items():
+                ax.plot(
+                    [w["t_s"] for w in windows],
+                    [w["p99"] for w in windows],
+                    color=colours.get(key),
+                    label=key,
+                )
+            ax.set(
+                title="Fixed rate: p99 per window over time",
+                xlabel="s (scheduled)",
+                ylabel="ms",
+                yscale="log",
+            )
+            ax.legend(fontsize=8)
         fig.tight_layout()
         path = json_path.with_suffix(".png")
         fig.savefig(path, dpi=110)
@@ -976,6 +1064,9 @@ def write_chart(result: dict[str, Any], json_path: Path) -> Path:
         svgs.append(
             _svg_latency(fixed, f"Latency at fixed rate ({result['fixed_rate']['rate']:,.0f} req/s)", servers)
         )
+    timelines = _timelines(result)
+    if timelines:
+        svgs.append(_svg_timeline(timelines, servers))
     comparisons = "".join(
         f"<br>{escape(c['name'])}: {_f(c['ratio'], 3)}" for c in result.get("comparisons", [])
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import threading
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench import fixed_rate
-from bench.fixed_rate import RESULT_MARKER, percentiles, read_bodies, run_fixed_rate
+from bench.fixed_rate import RESULT_MARKER, percentiles, read_bodies, run_fixed_rate, timeline, window_p99s
 
 
 @dataclass
@@ -130,6 +131,20 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentiles([]) == {}
 
 
+def test_timeline_groups_latency_by_scheduled_window() -> None:
+    offsets = [0.0, 0.05, 0.099, 0.1, 0.25, 0.26]
+    latencies = [0.001, 0.003, 0.002, 0.010, 0.004, 0.006]
+    got = timeline(offsets, latencies, 0.1)
+    assert [(w["t_s"], w["n"]) for w in got] == [(0.0, 3), (0.1, 1), (0.2, 2)]  # the empty window is left out
+    assert got[0] == {"t_s": 0.0, "n": 3, "p50": 2.0, "p99": 3.0, "max": 3.0}
+    assert got[2]["p99"] == 6.0
+    assert timeline([], [], 0.1) == []
+    assert window_p99s(got) == (6.0, 10.0)  # p99s 3, 10, 6: the median and the worst
+    assert all(math.isnan(x) for x in window_p99s([]))
+    with pytest.raises(ValueError, match="window_s"):
+        timeline(offsets, latencies, 0)
+
+
 def test_every_scheduled_request_is_sent_once_with_fresh_headers(bodies: list[bytes]) -> None:
     with ScriptedServer(lambda n: Reply()) as server:
         res = run_fixed_rate(server.url, bodies, 200, 0.5, connections=4, warmup=0.25, drain=2, token="tok")
@@ -174,6 +189,15 @@ def test_a_stalled_server_shows_as_latency_of_the_requests_behind_it(bodies: lis
     assert res.send_lag_ms["p90"] >= 100  # they were sent late: the connection was busy
     # a generator measuring from the actual send would see ~0.4 s once and near zero elsewhere
     assert res.latency_ms["p50"] < res.latency_ms["max"]
+    # the timeline puts the stall where it was due: the window of slots 10-19 (0.1-0.2 s)
+    windows = {round(w["t_s"], 3): w for w in res.timeline}
+    assert sum(w["n"] for w in res.timeline) == 100
+    assert windows[0.1]["max"] >= 380
+    assert windows[0.0]["max"] < windows[0.1]["max"]
+    assert windows[0.9]["p99"] < 100  # caught up long before the end
+    median, worst = window_p99s(res.timeline)
+    assert worst == max(w["p99"] for w in res.timeline)
+    assert median < worst
 
 
 def test_statuses_samples_and_framings_are_counted(bodies: list[bytes]) -> None:
@@ -254,6 +278,8 @@ def test_the_cli_prints_one_result_line_and_exits_cleanly(
     data = json.loads(lines[0][len(RESULT_MARKER) :])
     assert (data["completed"], data["errors"], data["target_rate"]) == (10, 0, 100.0)
     assert "achieved 1" in err
+    assert "p99 per 100 ms window: median" in err
+    assert sum(w["n"] for w in data["timeline"]) == 10
     assert "p99" in err
 
 

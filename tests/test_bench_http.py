@@ -1,0 +1,69 @@
+"""The HTTP benchmark harness runs end to end on a small snapshot (not a speed test: it checks that
+``bench.http`` starts both servers, drives them with wrk and the fixed-rate generator, gets 0
+errors from both and writes its figures, table and chart; timings are not asserted)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import bench.http as bench_http
+from bench.http import markdown, write_chart
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_http_runs_both_servers_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "http.json"
+    args = "--accounts 2000 --probes 200 --duration 1 --warmup 1 --rounds 1 --fixed-duration 1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.http", *args.split(), "--json-out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["server_log_problems"] == {"A": [], "B": []}
+    assert {r["target"] for r in result["rounds"]} == {"A", "B"}
+    for r in result["rounds"]:
+        assert r["errors"] == 0
+        assert r["rps"] > 0
+    assert math.isfinite(result["ratio_b_over_a"])
+    runs = {r["target"]: r for r in result["fixed_rate"]["runs"]}
+    assert runs.keys() == {"A", "B"}
+    for run in runs.values():
+        assert run["errors"] == 0
+        assert run["completed"] > 0
+        assert sum(w["n"] for w in run["timeline"]) == run["completed"]  # every answer in one window
+    table = markdown(result)
+    assert "B/A = " in table
+    assert "p99 per window ms (median / worst)" in table
+    charts = [p for p in (out.with_suffix(".png"), out.with_suffix(".html")) if p.is_file()]
+    assert len(charts) == 1  # written next to the figures
+    chart = charts[0]
+    assert chart.stat().st_size > 1000
+    # without matplotlib: an HTML page of inline SVG, one panel per figure, the timeline included
+    real_import = importlib.import_module
+
+    def no_matplotlib(name: str, package: str | None = None) -> ModuleType:
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, package)
+
+    monkeypatch.setattr(bench_http.importlib, "import_module", no_matplotlib)
+    page = write_chart(result, tmp_path / "again.json")
+    assert page.suffix == ".html"
+    text = page.read_text()
+    assert text.count("<svg") == 4
+    assert "p99 per window over time" in text
+    assert text.count("<polyline") >= 2 + 2 + 2  # A and B in both latency panels and the timeline
