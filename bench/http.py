@@ -874,6 +874,41 @@ def _svg_legend(servers: dict[str, str], x: int, y: int) -> str:
     return "".join(out)
 
 
+_LEFT, _PLOT_H = 60, 190  # a panel's plot area: left margin and height (px); it starts 30 px down
+
+
+def _log_panel(
+    values: Sequence[float], title: str, width: int, height: int
+) -> tuple[Callable[[float], float], list[str]]:
+    """A panel's SVG opening, title and decade grid lines for a log latency axis spanning
+    ``values`` (ms, all > 0), and the y position of a value on it (values below the axis sit on
+    its floor)."""
+    lo = 10 ** math.floor(math.log10(min(values))) if values else 0.1
+    hi = 10 ** math.ceil(math.log10(max(values))) if values else 10.0
+    if hi <= lo:
+        hi = lo * 10
+    bottom, plot_w = 30 + _PLOT_H, width - 80
+
+    def ypos(v: float) -> float:
+        v = max(v, lo)
+        return bottom - _PLOT_H * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="13">{escape(title)}</text>',
+    ]
+    decade = lo
+    while decade <= hi * 1.0001:
+        y = ypos(decade)
+        parts.append(
+            f'<line x1="{_LEFT}" y1="{y:.1f}" x2="{_LEFT + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{decade:g} ms</text>'
+        )
+        decade *= 10
+    return ypos, parts
+
+
 def _svg_latency(
     series: dict[str, list[float]],
     title: str,
@@ -886,29 +921,8 @@ def _svg_latency(
     height += 14 * (len(servers) - 1)
     labels = ["p50", "p90", "p99", "p99.9"]
     values = [v for vs in series.values() for v in vs if v and not math.isnan(v)]
-    lo = 10 ** math.floor(math.log10(min(values))) if values else 0.1
-    hi = 10 ** math.ceil(math.log10(max(values))) if values else 10.0
-    if hi <= lo:
-        hi = lo * 10
-    left, plot_w, plot_h = 60, width - 80, 190
-    bottom = 30 + plot_h
-
-    def ypos(v: float) -> float:
-        return bottom - plot_h * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        'font-family="sans-serif" font-size="11">',
-        f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="13">{escape(title)}</text>',
-    ]
-    decade = lo
-    while decade <= hi * 1.0001:
-        y = ypos(decade)
-        parts.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
-            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{decade:g} ms</text>'
-        )
-        decade *= 10
+    ypos, parts = _log_panel(values, title, width, height)
+    left, plot_w, bottom = _LEFT, width - 80, 30 + _PLOT_H
     step = plot_w / (len(labels) - 1)
     for i, lab in enumerate(labels):
         parts.append(f'<text x="{left + step * i:.1f}" y="{bottom + 14}" text-anchor="middle">{lab}</text>')
@@ -956,35 +970,13 @@ def _svg_timeline(
     colours = _colours(list(servers))
     height += 14 * (len(servers) - 1)
     values = [w["p99"] for ws in timelines.values() for w in ws if w["p99"] > 0]
-    lo = 10 ** math.floor(math.log10(min(values))) if values else 0.1
-    hi = 10 ** math.ceil(math.log10(max(values))) if values else 10.0
-    if hi <= lo:
-        hi = lo * 10
+    ypos, parts = _log_panel(values, "Fixed rate: p99 per window over time", width, height)
     end = max((w["t_s"] for ws in timelines.values() for w in ws), default=1.0) or 1.0
-    left, plot_w, plot_h = 60, width - 80, 190
-    bottom = 30 + plot_h
+    left, plot_w, bottom = _LEFT, width - 80, 30 + _PLOT_H
 
     def xpos(t: float) -> float:
         return left + plot_w * t / end
 
-    def ypos(v: float) -> float:
-        v = max(v, lo)
-        return bottom - plot_h * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        'font-family="sans-serif" font-size="11">',
-        f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="13">'
-        "Fixed rate: p99 per window over time</text>",
-    ]
-    decade = lo
-    while decade <= hi * 1.0001:
-        y = ypos(decade)
-        parts.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
-            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{decade:g} ms</text>'
-        )
-        decade *= 10
     for i in range(5):
         t = end * i / 4
         parts.append(f'<text x="{xpos(t):.1f}" y="{bottom + 14}" text-anchor="middle">{t:.1f} s</text>')
