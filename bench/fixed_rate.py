@@ -22,7 +22,8 @@ The file holds one JSON body per line (as for ``bench/wrk/mix.lua``); every requ
 (default: the ``VOP_BENCH_TOKEN`` variable), ``Authorization: Bearer <token>``. The run is bounded:
 after the schedule ends, in-flight requests get ``--drain`` seconds, then count as timeouts.
 The result is printed as one line ``FIXED_RATE_RESULT {json}`` (and as a readable summary unless
-``--quiet``).
+``--quiet``). Its ``timeline`` gives n, p50, p99 and max latency per ``--window`` seconds of
+scheduled time, so a tail spread through the run can be told from a few stalls.
 """
 
 from __future__ import annotations
