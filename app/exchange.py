@@ -91,11 +91,6 @@ def answer_failure(exc: Exception, request_id: str | None, span: Span, route: st
     return answer_problem(ProblemError("INTERNAL_ERROR", "internal error", 500), None)
 
 
-def answered_status(answer: Answer | None) -> int:
-    """The status for the metrics: 499 (nginx's "client closed request") when nobody was answered."""
-    return 499 if answer is None else answer[0]
-
-
 def finish_exchange(
     answer: Answer | None,
     span: Span,
@@ -107,8 +102,8 @@ def finish_exchange(
 ) -> None:
     """The end of every hot-route exchange, answered or not: the status on the span and in the
     metrics (with the latency, ``Metrics.request_started``'s partner), the request's log context
-    cleared."""
-    status = answered_status(answer)
+    cleared. Nobody answered (the client went away) counts as 499, nginx's "client closed request"."""
+    status = 499 if answer is None else answer[0]
     span.set_attribute("http.response.status_code", status)
     metrics.request_finished(route, status, seconds)
     clear_request(log_context)

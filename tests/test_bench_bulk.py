@@ -5,29 +5,17 @@ through the run's own redis-server; timings are not asserted)."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_run import run_bench
 
 
 def test_bench_bulk_runs_grades_and_compares(tmp_path: Path) -> None:
     out = tmp_path / "bulk.json"
     args = "--accounts 2000 --size 40 --requests 2 --split-repeats 1"
     args += " --redis --compare-env VOP_REDIS_URL=@redis"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.bench_bulk", *args.split(), "--json-out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    result = json.loads(out.read_text())
+    result, stdout = run_bench("bench.bench_bulk", args, out)
     assert result["pass"] is True
     assert result["server_log_problems"] == []
     for http in (result["http"], result["compare"]["http"]):
@@ -39,7 +27,7 @@ def test_bench_bulk_runs_grades_and_compares(tmp_path: Path) -> None:
     assert result["compare"]["env"]["VOP_REDIS_URL"].startswith("redis://127.0.0.1:")  # --redis's server
     assert math.isfinite(result["compare"]["p50_ratio"])
     assert result["split"]["items"] == 40
-    assert "B+env VOP_REDIS_URL=redis://127.0.0.1:" in proc.stdout
+    assert "B+env VOP_REDIS_URL=redis://127.0.0.1:" in stdout
     assert "@redis" in result["command"]  # the command as given, reproducible
     assert result["machine"]["python_loop_ms"] > 0  # the per-core speed probe, in the machine line too
-    assert f"Python loop {result['machine']['python_loop_ms']} ms (per-core speed)" in proc.stdout
+    assert f"Python loop {result['machine']['python_loop_ms']} ms (per-core speed)" in stdout

@@ -5,10 +5,7 @@ errors from both and writes its figures, table and chart; timings are not assert
 from __future__ import annotations
 
 import importlib
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -16,23 +13,13 @@ import pytest
 
 import bench.http as bench_http
 from bench.http import markdown, write_chart
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_run import run_bench
 
 
 def test_bench_http_runs_both_servers_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "http.json"
     args = "--accounts 2000 --probes 200 --duration 1 --warmup 1 --rounds 1 --fixed-duration 1"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.http", *args.split(), "--json-out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    result = json.loads(out.read_text())
+    result, _ = run_bench("bench.http", args, out)
     assert result["server_log_problems"] == {"A": [], "B": []}
     assert {r["target"] for r in result["rounds"]} == {"A", "B"}
     for r in result["rounds"]:
