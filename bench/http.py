@@ -64,6 +64,7 @@ from xml.sax.saxutils import escape
 import pyarrow.parquet as pq
 
 from app.security.devkeys import mint_dev_token
+from bench.cpus import check_pinning, format_cpus, parse_cpus, pinned
 from bench.datagen import DEMO_BIC, DEMO_SEED, generate_probes
 from bench.fixed_rate import RESULT_MARKER as FIXED_MARKER
 from bench.fixed_rate import window_p99s
@@ -256,6 +257,18 @@ def group_rss_mib(pgid: int) -> float:
     return total / 1024
 
 
+def group_cpus(pgid: int) -> list[int]:
+    """The CPUs any thread of a process group's live processes may run on (its pinning, as seen)."""
+    cpus: set[int] = set()
+    for pid in _group_pids(pgid):
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                cpus |= os.sched_getaffinity(int(task.name))
+            except OSError:  # (gone meanwhile)
+                continue
+    return sorted(cpus)
+
+
 @dataclass
 class Server:
     """One target. ``key`` is ``A`` (the do-nothing app) or starts with ``B`` (a ``vop serve``
@@ -270,6 +283,7 @@ class Server:
     env: dict[str, str] | None = None
     token: str | None = None
     settings: dict[str, str] = field(default_factory=dict)  # what this variant sets (for the report)
+    cpus: frozenset[int] | None = None  # started pinned to these (``--server-cpus``); None: any
     proc: subprocess.Popen[bytes] | None = None
     log_file: IO[bytes] | None = None
 
@@ -298,15 +312,16 @@ class Server:
             f"starting {self.key} ({self.label}) on port {self.port}: "
             f"{shown + ' ' if shown else ''}{shlex.join(self.cmd)}"
         )
-        self.proc = subprocess.Popen(
-            self.cmd,
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own process group: stopped as a whole, spared the terminal's Ctrl-C
-        )
+        with pinned(self.cpus):  # (its workers, threads and the audit writer inherit the CPU set)
+            self.proc = subprocess.Popen(
+                self.cmd,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=self.log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stopped as a whole, spared the terminal's Ctrl-C
+            )
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -349,6 +364,9 @@ class Server:
 
     def rss_mib(self) -> float:
         return group_rss_mib(self.proc.pid) if self.proc else 0.0
+
+    def cpus_seen(self) -> list[int]:
+        return group_cpus(self.proc.pid) if self.proc else []
 
     def stop(self) -> None:
         proc = self.proc
@@ -611,11 +629,43 @@ def run_fixed(args: argparse.Namespace, server: Server, requests: Path, rate: fl
         )
     data: dict[str, Any] = json.loads(line[len(FIXED_MARKER) :])
     data["target"] = server.key
-    data["server_cpu_cores"] = (server.cpu_seconds() - cpu0) / wall
+    cpu_s = server.cpu_seconds() - cpu0
+    data["server_cpu_cores"] = cpu_s / wall
+    # every request sent (warm-up slots too) against all the server's CPU while the run lasted
+    data["server_cpu_us_per_request"] = 1e6 * cpu_s / data["sent"] if data.get("sent") else math.nan
     # late although a connection was free: the generator itself could not keep the schedule
     timer99, lat99 = data["timer_lag_ms"].get("p99", 0.0), data["latency_ms"].get("p99", 0.0)
     data["generator_limited"] = bool(timer99 > 2.0 and timer99 > 0.25 * lat99)
     return data
+
+
+def run_sweep(
+    args: argparse.Namespace, servers: dict[str, Server], requests: Path, peak: float
+) -> dict[str, Any]:
+    """``--sweep``: a fixed-rate run per fraction of B's median peak and target, in that order."""
+    runs: list[dict[str, Any]] = []
+    for fraction in args.sweep:
+        rate = fraction * peak
+        for key, server in servers.items():
+            fr = run_fixed(args, server, requests, rate)
+            fr["fraction"] = fraction
+            runs.append(fr)
+            log(
+                f"sweep {fraction:.0%} ({rate:,.0f} req/s) {key}: p99 "
+                f"{fr['latency_ms'].get('p99', math.nan):.2f} ms, errors {fr['errors']}, server CPU "
+                f"{fr['server_cpu_cores']:.2f} cores, {fr['server_cpu_us_per_request']:.0f} µs a request"
+            )
+    return {"fractions": list(args.sweep), "peak": peak, "runs": runs}
+
+
+def _sharing_note(args: argparse.Namespace) -> str:
+    if args.server_cpus is None:
+        return f"load generator and server share this machine's {os.cpu_count()} CPUs"
+    return (
+        f"pinned apart: servers (their workers, threads and audit writers) on CPUs "
+        f"{format_cpus(args.server_cpus)}, wrk, bench.fixed_rate and this harness on CPUs "
+        f"{format_cpus(args.load_cpus)}"
+    )
 
 
 # ---------------------------------------------------------------- report
@@ -730,7 +780,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"{cfg['warmup_s']} s warm-up each",
         _security_line(result),
         "- the load generator (wrk, bench.fixed_rate) runs on the same machine and shares its CPUs "
-        "with the server: the figures are ratios within one run, not capacity",
+        "with the server: the figures are ratios within one run, not capacity"
+        if not cfg.get("server_cpus")
+        else f"- the load generator (wrk, bench.fixed_rate) runs on the same machine, pinned apart: "
+        f"servers on CPUs {cfg['server_cpus']}, load on CPUs {cfg['load_cpus']}",
         "",
         "| round | target | req/s | p50 ms | p99 ms | p99.9 ms | errors | server CPU | wrk CPU |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -769,8 +822,8 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             "| target | offered req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors | "
             "send lag p99 ms | generator's own lag p99 ms | generator CPU | server CPU | "
-            "p99 per window ms (median / worst) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "server CPU µs/request | p99 per window ms (median / worst) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in fixed["runs"]:
             lat, lag = r["latency_ms"], r["send_lag_ms"]
@@ -782,7 +835,7 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_f(lat.get('p99_9', math.nan))} | {r['errors']} | {_f(lag.get('p99', math.nan))} | "
                 f"{_f(r['timer_lag_ms'].get('p99', math.nan))} | "
                 f"{r['generator_cpu_cores']:.2f} | {r['server_cpu_cores']:.2f} | "
-                f"{_f(w_median)} / {_f(w_worst)} |"
+                f"{_f(r.get('server_cpu_us_per_request'), 0)} | {_f(w_median)} / {_f(w_worst)} |"
             )
         window_ms = 1000 * fixed["runs"][0].get("window_s", 0.1) if fixed["runs"] else 100
         lines += [
@@ -791,6 +844,7 @@ def markdown(result: dict[str, Any]) -> str:
             "overall p99 is a tail spread through the run, a median far below it a few bursts. The "
             "chart plots it over time.)",
         ]
+    lines += _sweep_lines(result)
     t = result["targets"]
     lines += [
         "",
@@ -798,6 +852,55 @@ def markdown(result: dict[str, Any]) -> str:
         + "; ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in t.items() if ok is not None),
     ]
     return "\n".join(lines)
+
+
+def _sweep_lines(result: dict[str, Any]) -> list[str]:
+    """The ``--sweep`` table: each target at its wrk peak, then at each offered load (the main
+    fixed-rate run included), with the server's CPU per request at each."""
+    sweep = result.get("fixed_sweep")
+    if not sweep:
+        return []
+    runs = [*sweep["runs"]]
+    fixed = result.get("fixed_rate")
+    if fixed:
+        runs += [{**r, "fraction": fixed["fraction"]} for r in fixed["runs"]]
+    lines = [
+        "",
+        f"Offered load sweep (`--sweep`; fractions of B's median peak, {sweep['peak']:,.0f} req/s; "
+        "the peak rows are wrk's closed-loop medians):",
+        "",
+        "| target | load | offered req/s | achieved req/s | p50 ms | p99 ms | p99 per window ms (median) | "
+        "errors | server CPU | server CPU µs/request |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, m in result["median"].items():
+        per = 1e6 * m["server_cpu_cores"] / m["rps"] if m["rps"] else math.nan
+        lines.append(
+            f"| {key} | peak (wrk) | — | {m['rps']:,.0f} | {_f(m['p50_ms'])} | {_f(m['p99_ms'])} | — | "
+            f"{int(m['errors'])} | {m['server_cpu_cores']:.2f} | {_f(per, 0)} |"
+        )
+        for r in sorted((r for r in runs if r["target"] == key), key=lambda r: r["fraction"]):
+            lat = r["latency_ms"]
+            lines.append(
+                f"| {key} | {r['fraction']:.0%} | {r['target_rate']:,.0f} | {r['achieved_rate']:,.0f} | "
+                f"{_f(lat.get('p50', math.nan))} | {_f(lat.get('p99', math.nan))} | "
+                f"{_f(window_p99s(r.get('timeline', []))[0])} | {r['errors']} | "
+                f"{r['server_cpu_cores']:.2f} | {_f(r.get('server_cpu_us_per_request'), 0)} |"
+            )
+    return lines
+
+
+def sweep_series(result: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    """(offered req/s, p99 ms) per target over the sweep and the main fixed-rate run, by load."""
+    runs = [*(result.get("fixed_sweep") or {}).get("runs", [])]
+    if runs:
+        runs += (result.get("fixed_rate") or {}).get("runs", [])
+    out: dict[str, list[tuple[float, float]]] = {}
+    for r in sorted(runs, key=lambda r: r["target_rate"]):
+        p99 = r["latency_ms"].get("p99")
+        if p99:
+            out.setdefault(r["target"], []).append((r["target_rate"], p99))
+    return out
 
 
 # ---------------------------------------------------------------- chart
@@ -991,6 +1094,48 @@ def _svg_timeline(
     return "".join(parts)
 
 
+def _svg_sweep(
+    series: dict[str, list[tuple[float, float]]],
+    servers: dict[str, str],
+    width: int = 460,
+    height: int = 260,
+) -> str:
+    """p99 against the offered rate, one line per target, on a log latency axis, with the target."""
+    colours = _colours(list(servers))
+    height += 14 * (len(servers) - 1)
+    values = [y for pts in series.values() for _, y in pts] + [TARGET_P99_MS]
+    ypos, parts = _log_panel(values, "Fixed rate: p99 against offered load", width, height)
+    end = max(x for pts in series.values() for x, _ in pts) * 1.05
+    left, plot_w, bottom = _LEFT, width - 80, 30 + _PLOT_H
+
+    def xpos(x: float) -> float:
+        return left + plot_w * x / end
+
+    for i in range(5):
+        x = end * i / 4
+        parts.append(f'<text x="{xpos(x):.1f}" y="{bottom + 14}" text-anchor="middle">{x:,.0f}/s</text>')
+    y = ypos(TARGET_P99_MS)
+    parts.append(
+        f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#999" '
+        f'stroke-dasharray="4 3"><title>target {TARGET_P99_MS:g} ms</title></line>'
+    )
+    for key, pts in series.items():
+        colour = colours.get(key, "#17becf")
+        parts.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
+            + " ".join(f"{xpos(x):.1f},{ypos(v):.1f}" for x, v in pts)
+            + '"/>'
+        )
+        parts += [
+            f'<circle cx="{xpos(x):.1f}" cy="{ypos(v):.1f}" r="3" fill="{colour}">'
+            f"<title>{escape(key)} at {x:,.0f} req/s: p99 {v:.2f} ms</title></circle>"
+            for x, v in pts
+        ]
+    parts.append(_svg_legend(servers, left, bottom + 32))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def write_chart(result: dict[str, Any], json_path: Path) -> Path:
     """PNG with matplotlib when it is installed, else an HTML page with inline SVG. Every target of
     the run (A, B and any variant) has its own colour in every panel."""
@@ -1005,7 +1150,8 @@ def write_chart(result: dict[str, Any], json_path: Path) -> Path:
         mpl.use("Agg")
         plt: Any = importlib.import_module("matplotlib.pyplot")
         timelines = _timelines(result)
-        panels_n = 2 + bool(fixed) + bool(timelines)
+        sweep = sweep_series(result)
+        panels_n = 2 + bool(fixed) + bool(timelines) + bool(sweep)
         fig, axes = plt.subplots(1, panels_n, figsize=(5.4 * panels_n, 4.6))
         rounds = result["rounds"]
         n = max(r["round"] for r in rounds)
@@ -1027,8 +1173,28 @@ def write_chart(result: dict[str, Any], json_path: Path) -> Path:
                 ax.plot(["p50", "p90", "p99", "p99.9"], vs, marker="o", color=colours.get(key), label=key)
             ax.set(title=title, ylabel="ms", yscale="log")
             ax.legend(fontsize=8)
-        if timelines:
+        if sweep:
             ax = axes[panels_n - 1]
+            for key, points in sweep.items():
+                ax.plot(
+                    [x for x, _ in points],
+                    [y for _, y in points],
+                    marker="o",
+                    color=colours.get(key),
+                    label=key,
+                )
+            ax.axhline(
+                TARGET_P99_MS, color="#999", linestyle="--", linewidth=1, label=f"{TARGET_P99_MS:g} ms"
+            )
+            ax.set(
+                title="Fixed rate: p99 against offered load",
+                xlabel="offered req/s",
+                ylabel="ms",
+                yscale="log",
+            )
+            ax.legend(fontsize=8)
+        if timelines:
+            ax = axes[2 + bool(fixed)]
             for key, windows in timelines.items():
                 ax.plot(
                     [w["t_s"] for w in windows],
@@ -1059,6 +1225,9 @@ def write_chart(result: dict[str, Any], json_path: Path) -> Path:
     timelines = _timelines(result)
     if timelines:
         svgs.append(_svg_timeline(timelines, servers))
+    sweep = sweep_series(result)
+    if sweep:
+        svgs.append(_svg_sweep(sweep, servers))
     comparisons = "".join(
         f"<br>{escape(c['name'])}: {_f(c['ratio'], 3)}" for c in result.get("comparisons", [])
     )
@@ -1171,6 +1340,17 @@ def redis_for(args: argparse.Namespace) -> Iterator[None]:
         yield
 
 
+def parse_fractions(text: str) -> tuple[float, ...]:
+    """Comma-separated fractions of a peak, each above 0 and at most 2."""
+    try:
+        out = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"fractions such as 0.3,0.5,0.9 expected, got {text!r}") from None
+    if not all(0 < f <= 2 for f in out):
+        raise argparse.ArgumentTypeError(f"each fraction must be above 0 and at most 2, got {text!r}")
+    return out
+
+
 def parse_on_off(text: str) -> bool:
     if text.lower() in ("on", "1", "true", "yes"):
         return True
@@ -1241,6 +1421,30 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_duration,
         default=None,
         help="fixed-rate run length (default: --duration)",
+    )
+    p.add_argument(
+        "--sweep",
+        type=parse_fractions,
+        default=(),
+        metavar="F[,F...]",
+        help="after the fixed-rate run, more fixed-rate runs at these fractions of B's median peak, "
+        "every target (e.g. 0.3,0.5,0.9): p99 and CPU per request against the offered load",
+    )
+    p.add_argument(
+        "--server-cpus",
+        type=parse_cpus,
+        default=None,
+        metavar="CPUS",
+        help="start every server pinned to these CPUs (taskset's list form, e.g. 0 or 0-3); with "
+        "--load-cpus, which the load generators and this harness then run on, so that a tail is the "
+        "server's and not a generator's on the same core (default: no pinning)",
+    )
+    p.add_argument(
+        "--load-cpus",
+        type=parse_cpus,
+        default=None,
+        metavar="CPUS",
+        help="run wrk and bench.fixed_rate pinned to these CPUs (needs --server-cpus, no CPU in both)",
     )
     p.add_argument(
         "--preflight",
@@ -1402,6 +1606,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
             "extra_env": dict(args.extra_env),
             "compare_env": dict(args.compare_env),
             "inherited_env_not_passed": dropped,
+            "sweep": list(args.sweep),
+            "server_cpus": format_cpus(args.server_cpus) if args.server_cpus else None,
+            "load_cpus": format_cpus(args.load_cpus) if args.load_cpus else None,
         },
         "inputs": {
             "snapshot": str(inputs.snapshot.relative_to(ROOT)),
@@ -1410,7 +1617,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         },
         "wrk_command": shlex.join(wrk_command(args, "URL", inputs.requests.relative_to(ROOT), args.duration)),
         "notes": [
-            f"load generator and server share this machine's {os.cpu_count()} CPUs",
+            _sharing_note(args),
             "all targets are running during every measurement; only one is loaded at a time",
             "loadavg_1m_before per round shows other work on the machine (a shared tree may run tests)",
             "B: VOP_RATE_LIMIT_RPS=0 (a benchmark is one client; the per-client limit would cap it), "
@@ -1440,6 +1647,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
             ],
             a_port,
             log_dir / f"http-{stamp}-A-noop.log",
+            cpus=args.server_cpus,
         )
         for v in wanted:
             data_dir = data_root / v.key
@@ -1468,6 +1676,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                 env=env,
                 token=token,
                 settings=settings,
+                cpus=args.server_cpus,
             )
         result["servers"] = {
             k: {"label": s.label, "settings": s.settings, "bearer_token": s.token is not None}
@@ -1477,12 +1686,15 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         b_keys = [k for k in keys if k.startswith("B")]
         for s in servers.values():
             stack.enter_context(running(s))
+        stack.enter_context(pinned(args.load_cpus))  # wrk and bench.fixed_rate, forked from here on
+        result["load_cpus_seen"] = sorted(os.sched_getaffinity(0))
         for s in servers.values():
             waited = s.wait_ready(args.ready_timeout)
             log(f"{s.key} ready after {waited:.1f} s, RSS {s.rss_mib():,.0f} MiB")
             result.setdefault("startup", {})[s.key] = {
                 "ready_s": round(waited, 2),
                 "rss_mib": round(s.rss_mib()),
+                "cpus": s.cpus_seen(),  # every thread of its processes, once ready
             }
         if args.preflight > 0:
             result["preflight"] = {}
@@ -1551,6 +1763,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                 )
                 runs.append(fr)
             result["fixed_rate"] = {"fraction": args.fixed_fraction, "rate": rate, "runs": runs}
+        if args.sweep:
+            result["fixed_sweep"] = run_sweep(args, servers, inputs.requests, med["B"]["rps"])
         if sink is not None:
             result["otlp_sink"] = {"endpoint": sink.endpoint, "requests": sink.requests, "bytes": sink.bytes}
         for s in servers.values():  # stopped before the data dirs go (audit files flushed)
@@ -1591,6 +1805,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--compare-auth compares auth on with auth off: leave --auth on")
     if not Path(args.wrk).is_file():
         parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
+    pinning = check_pinning(args.server_cpus, args.load_cpus)
+    if pinning:
+        parser.error(pinning)
     result = run_guarded("bench.http", lambda: with_redis(args, lambda: run(args, argv)))
     if isinstance(result, int):
         return result

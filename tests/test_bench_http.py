@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -18,7 +19,11 @@ from tests.bench_run import run_bench
 
 def test_bench_http_runs_both_servers_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "http.json"
-    args = "--accounts 2000 --probes 200 --duration 1 --warmup 1 --rounds 1 --fixed-duration 1"
+    args = "--accounts 2000 --probes 200 --duration 1 --warmup 1 --rounds 1 --fixed-duration 1 --sweep 0.3"
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = len(cpus) >= 2  # (this machine and CI: 2 CPUs)
+    if pinned:
+        args += f" --server-cpus {cpus[0]} --load-cpus {cpus[1]}"
     result, _ = run_bench("bench.http", args, out)
     assert result["server_log_problems"] == {"A": [], "B": []}
     assert {r["target"] for r in result["rounds"]} == {"A", "B"}
@@ -32,9 +37,21 @@ def test_bench_http_runs_both_servers_and_reports(tmp_path: Path, monkeypatch: p
         assert run["errors"] == 0
         assert run["completed"] > 0
         assert sum(w["n"] for w in run["timeline"]) == run["completed"]  # every answer in one window
+    sweep = {r["target"]: r for r in result["fixed_sweep"]["runs"]}
+    assert sweep.keys() == {"A", "B"}
+    for run in sweep.values():
+        assert run["fraction"] == 0.3
+        assert run["errors"] == 0
+        assert run["completed"] > 0
+        assert 0 < run["server_cpu_us_per_request"] < 1e6
+    if pinned:  # every thread of both servers on the first CPU, the load generators on the second
+        assert result["startup"]["A"]["cpus"] == result["startup"]["B"]["cpus"] == [cpus[0]]
+        assert result["load_cpus_seen"] == [cpus[1]]
     table = markdown(result)
     assert "B/A = " in table
     assert "p99 per window ms (median / worst)" in table
+    assert "Offered load sweep" in table
+    assert table.count("| B | 30% |") == 1
     charts = [p for p in (out.with_suffix(".png"), out.with_suffix(".html")) if p.is_file()]
     assert len(charts) == 1  # written next to the figures
     chart = charts[0]
@@ -51,6 +68,8 @@ def test_bench_http_runs_both_servers_and_reports(tmp_path: Path, monkeypatch: p
     page = write_chart(result, tmp_path / "again.json")
     assert page.suffix == ".html"
     text = page.read_text()
-    assert text.count("<svg") == 4
+    assert text.count("<svg") == 5
     assert "p99 per window over time" in text
-    assert text.count("<polyline") >= 2 + 2 + 2  # A and B in both latency panels and the timeline
+    assert "p99 against offered load" in text
+    # A and B in both latency panels, the timeline and the sweep
+    assert text.count("<polyline") >= 2 + 2 + 2 + 2
