@@ -118,6 +118,35 @@ def test_key_is_not_on_the_command_line_or_in_the_environment(tmp_path: Path) ->
         trail.close()
 
 
+def test_child_runs_at_its_niceness_above_the_worker_and_keeps_it_after_a_restart(tmp_path: Path) -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    trail = AuditProcess(tmp_path / "audit", KEY, restart_delay_s=0.05, nice=5)
+    try:
+        record(trail, 0)
+        wait_for(lambda: trail.written == 1)  # (the niceness is set before the first write)
+        first = trail.child_pid
+        assert first is not None
+        assert os.getpriority(os.PRIO_PROCESS, first) == min(own + 5, 19)
+        os.kill(first, signal.SIGKILL)
+        for i in range(1, 50):
+            record(trail, i)
+            time.sleep(0.002)
+        wait_for(lambda: trail.restarts == 1 and trail.child_pid not in (None, first))
+        second = trail.child_pid
+        assert second is not None
+        wait_for(lambda: os.getpriority(os.PRIO_PROCESS, second) == min(own + 5, 19))
+    finally:
+        trail.close()
+    plain = AuditProcess(tmp_path / "plain", KEY)  # nice=0: the worker's own niceness
+    try:
+        record(plain, 0)
+        wait_for(lambda: plain.written == 1)
+        assert plain.child_pid is not None
+        assert os.getpriority(os.PRIO_PROCESS, plain.child_pid) == own
+    finally:
+        plain.close()
+
+
 def test_child_runs_the_workers_package_wherever_the_server_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -220,6 +249,27 @@ def test_gate_uses_the_configured_writer(tmp_path: Path, writer: str) -> None:
     try:
         expected = AuditProcess if writer == "process" else AuditTrail
         assert isinstance(gate._trail, expected)
+    finally:
+        gate.close()
+
+
+def test_gate_starts_the_writer_process_at_the_configured_niceness(tmp_path: Path) -> None:
+    from app.security.gate import SecurityGate
+    from app.security.settings import SecuritySettings
+
+    settings = SecuritySettings(
+        host="127.0.0.1", data_dir=str(tmp_path), audit_key=KEY, auth=False, audit_nice=7
+    )
+    gate = SecurityGate.from_settings(settings, start_threads=False)
+    try:
+        trail = gate._trail
+        assert isinstance(trail, AuditProcess)
+        record(trail, 0)
+        wait_for(lambda: trail.written == 1)
+        assert trail.child_pid is not None
+        assert os.getpriority(os.PRIO_PROCESS, trail.child_pid) == min(
+            os.getpriority(os.PRIO_PROCESS, 0) + 7, 19
+        )
     finally:
         gate.close()
 

@@ -455,6 +455,8 @@ def test_gate_with_jwks_url(jwks_server: _JwksServer, tmp_path: Path) -> None:
         ({"jwt_jwks": "/nonexistent/jwks.json", "jwt_issuer": "i", "jwt_audience": "a"}, "not found"),
         ({"xfcc_required": True}, "VOP_TRUSTED_PROXIES"),
         ({"trusted_proxies": ("10.0.0.0/33",)}, "CIDR"),
+        ({"audit_nice": 20}, "VOP_AUDIT_NICE must be 0 to 19"),
+        ({"audit_nice": -1}, "VOP_AUDIT_NICE must be 0 to 19"),
     ],
 )
 def test_unsafe_settings_refuse_to_start(tmp_path: Path, values: dict[str, Any], fragment: str) -> None:

@@ -182,9 +182,19 @@ class SecurityGate:
             prefix=settings.redis_prefix,
             clock=clock,
         )
-        writer = AuditProcess if settings.audit_writer == "process" else AuditTrail
-        trail = (
-            writer(
+        trail: AuditTrail | AuditProcess | None = None
+        if key is not None and settings.audit_writer == "process":
+            trail = AuditProcess(
+                settings.audit_path,
+                key,
+                queue_size=settings.audit_queue_size,
+                block_s=settings.audit_block_s,
+                rotate_bytes=settings.audit_rotate_bytes,
+                clock=clock,
+                nice=settings.audit_nice,
+            )
+        elif key is not None:
+            trail = AuditTrail(
                 settings.audit_path,
                 key,
                 queue_size=settings.audit_queue_size,
@@ -192,9 +202,6 @@ class SecurityGate:
                 rotate_bytes=settings.audit_rotate_bytes,
                 clock=clock,
             )
-            if key is not None
-            else None
-        )
         return cls(
             settings,
             tokens=tokens,
