@@ -1063,77 +1063,79 @@ def _timelines(result: dict[str, Any]) -> dict[str, list[dict[str, float]]]:
     return {r["target"]: r["timeline"] for r in runs if r.get("timeline")}
 
 
-def _svg_timeline(
-    timelines: dict[str, list[dict[str, float]]],
-    servers: dict[str, str],
-    width: int = 460,
-    height: int = 260,
-) -> str:
-    """p99 per window against scheduled time, one line per target, on a log latency axis."""
-    colours = _colours(list(servers))
-    height += 14 * (len(servers) - 1)
-    values = [w["p99"] for ws in timelines.values() for w in ws if w["p99"] > 0]
-    ypos, parts = _log_panel(values, "Fixed rate: p99 per window over time", width, height)
-    end = max((w["t_s"] for ws in timelines.values() for w in ws), default=1.0) or 1.0
-    left, plot_w, bottom = _LEFT, width - 80, 30 + _PLOT_H
-
-    def xpos(t: float) -> float:
-        return left + plot_w * t / end
-
-    for i in range(5):
-        t = end * i / 4
-        parts.append(f'<text x="{xpos(t):.1f}" y="{bottom + 14}" text-anchor="middle">{t:.1f} s</text>')
-    for key, windows in timelines.items():
-        pts = " ".join(f"{xpos(w['t_s']):.1f},{ypos(w['p99']):.1f}" for w in windows)
-        parts.append(
-            f'<polyline fill="none" stroke="{colours.get(key, "#17becf")}" stroke-width="1.5" '
-            f'points="{pts}"/>'
-        )
-    parts.append(_svg_legend(servers, left, bottom + 32))
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _svg_sweep(
+def _svg_xy(
     series: dict[str, list[tuple[float, float]]],
+    title: str,
     servers: dict[str, str],
+    *,
+    x_end: float,
+    x_label: Callable[[float], str],
+    markers: bool = False,
+    target_ms: float | None = None,
     width: int = 460,
     height: int = 260,
 ) -> str:
-    """p99 against the offered rate, one line per target, on a log latency axis, with the target."""
+    """(x, latency ms) lines, one per target, a linear x axis from 0 to ``x_end`` and a log latency
+    axis; with ``markers`` a dot (and its value) at each point, with ``target_ms`` a dashed line."""
     colours = _colours(list(servers))
     height += 14 * (len(servers) - 1)
-    values = [y for pts in series.values() for _, y in pts] + [TARGET_P99_MS]
-    ypos, parts = _log_panel(values, "Fixed rate: p99 against offered load", width, height)
-    end = max(x for pts in series.values() for x, _ in pts) * 1.05
+    values = [y for pts in series.values() for _, y in pts if y > 0]
+    ypos, parts = _log_panel([*values, *([target_ms] if target_ms else [])], title, width, height)
     left, plot_w, bottom = _LEFT, width - 80, 30 + _PLOT_H
 
     def xpos(x: float) -> float:
-        return left + plot_w * x / end
+        return left + plot_w * x / x_end
 
     for i in range(5):
-        x = end * i / 4
-        parts.append(f'<text x="{xpos(x):.1f}" y="{bottom + 14}" text-anchor="middle">{x:,.0f}/s</text>')
-    y = ypos(TARGET_P99_MS)
-    parts.append(
-        f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#999" '
-        f'stroke-dasharray="4 3"><title>target {TARGET_P99_MS:g} ms</title></line>'
-    )
+        x = x_end * i / 4
+        parts.append(f'<text x="{xpos(x):.1f}" y="{bottom + 14}" text-anchor="middle">{x_label(x)}</text>')
+    if target_ms:
+        y = ypos(target_ms)
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#999" '
+            f'stroke-dasharray="4 3"><title>target {target_ms:g} ms</title></line>'
+        )
     for key, pts in series.items():
         colour = colours.get(key, "#17becf")
-        parts.append(
-            f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
-            + " ".join(f"{xpos(x):.1f},{ypos(v):.1f}" for x, v in pts)
-            + '"/>'
-        )
-        parts += [
-            f'<circle cx="{xpos(x):.1f}" cy="{ypos(v):.1f}" r="3" fill="{colour}">'
-            f"<title>{escape(key)} at {x:,.0f} req/s: p99 {v:.2f} ms</title></circle>"
-            for x, v in pts
-        ]
+        line = " ".join(f"{xpos(x):.1f},{ypos(v):.1f}" for x, v in pts)
+        stroke = 2 if markers else 1.5
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="{stroke}" points="{line}"/>')
+        if markers:
+            parts += [
+                f'<circle cx="{xpos(x):.1f}" cy="{ypos(v):.1f}" r="3" fill="{colour}">'
+                f"<title>{escape(key)} at {x_label(x)}: p99 {v:.2f} ms</title></circle>"
+                for x, v in pts
+            ]
     parts.append(_svg_legend(servers, left, bottom + 32))
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _timeline_series(timelines: dict[str, list[dict[str, float]]]) -> dict[str, list[tuple[float, float]]]:
+    """(scheduled time s, p99 ms) of each window, by target."""
+    return {key: [(w["t_s"], w["p99"]) for w in windows] for key, windows in timelines.items()}
+
+
+def _svg_timeline(timelines: dict[str, list[dict[str, float]]], servers: dict[str, str]) -> str:
+    """p99 per window against scheduled time, one line per target."""
+    end = max((w["t_s"] for ws in timelines.values() for w in ws), default=1.0) or 1.0
+    title = "Fixed rate: p99 per window over time"
+    return _svg_xy(_timeline_series(timelines), title, servers, x_end=end, x_label=lambda t: f"{t:.1f} s")
+
+
+def _svg_sweep(series: dict[str, list[tuple[float, float]]], servers: dict[str, str]) -> str:
+    """p99 against the offered rate, one line per target, with the 5 ms target."""
+    end = max(x for pts in series.values() for x, _ in pts) * 1.05
+    title = "Fixed rate: p99 against offered load"
+    return _svg_xy(
+        series,
+        title,
+        servers,
+        x_end=end,
+        x_label=lambda x: f"{x:,.0f}/s",
+        markers=True,
+        target_ms=TARGET_P99_MS,
+    )
 
 
 def write_chart(result: dict[str, Any], json_path: Path) -> Path:
@@ -1173,41 +1175,28 @@ def write_chart(result: dict[str, Any], json_path: Path) -> Path:
                 ax.plot(["p50", "p90", "p99", "p99.9"], vs, marker="o", color=colours.get(key), label=key)
             ax.set(title=title, ylabel="ms", yscale="log")
             ax.legend(fontsize=8)
+        # (series, title, x label, markers and the target line)
+        xy_panels: list[tuple[dict[str, list[tuple[float, float]]], str, str, bool]] = []
+        if timelines:
+            xy_panels.append(
+                (_timeline_series(timelines), "Fixed rate: p99 per window over time", "s (scheduled)", False)
+            )
         if sweep:
-            ax = axes[panels_n - 1]
-            for key, points in sweep.items():
+            xy_panels.append((sweep, "Fixed rate: p99 against offered load", "offered req/s", True))
+        for ax, (xy, title, xlabel, marked) in zip(axes[2 + bool(fixed) :], xy_panels, strict=True):
+            for key, points in xy.items():
                 ax.plot(
                     [x for x, _ in points],
                     [y for _, y in points],
-                    marker="o",
+                    marker="o" if marked else None,
                     color=colours.get(key),
                     label=key,
                 )
-            ax.axhline(
-                TARGET_P99_MS, color="#999", linestyle="--", linewidth=1, label=f"{TARGET_P99_MS:g} ms"
-            )
-            ax.set(
-                title="Fixed rate: p99 against offered load",
-                xlabel="offered req/s",
-                ylabel="ms",
-                yscale="log",
-            )
-            ax.legend(fontsize=8)
-        if timelines:
-            ax = axes[2 + bool(fixed)]
-            for key, windows in timelines.items():
-                ax.plot(
-                    [w["t_s"] for w in windows],
-                    [w["p99"] for w in windows],
-                    color=colours.get(key),
-                    label=key,
+            if marked:
+                ax.axhline(
+                    TARGET_P99_MS, color="#999", linestyle="--", linewidth=1, label=f"{TARGET_P99_MS:g} ms"
                 )
-            ax.set(
-                title="Fixed rate: p99 per window over time",
-                xlabel="s (scheduled)",
-                ylabel="ms",
-                yscale="log",
-            )
+            ax.set(title=title, xlabel=xlabel, ylabel="ms", yscale="log")
             ax.legend(fontsize=8)
         fig.tight_layout()
         path = json_path.with_suffix(".png")

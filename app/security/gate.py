@@ -8,6 +8,7 @@ and a clock read; only a token seen for the first time pays for a signature chec
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -182,19 +183,14 @@ class SecurityGate:
             prefix=settings.redis_prefix,
             clock=clock,
         )
-        trail: AuditTrail | AuditProcess | None = None
-        if key is not None and settings.audit_writer == "process":
-            trail = AuditProcess(
-                settings.audit_path,
-                key,
-                queue_size=settings.audit_queue_size,
-                block_s=settings.audit_block_s,
-                rotate_bytes=settings.audit_rotate_bytes,
-                clock=clock,
-                nice=settings.audit_nice,
-            )
-        elif key is not None:
-            trail = AuditTrail(
+        # (the writer process's niceness is its own setting; the thread writer has none)
+        writer: Callable[..., AuditTrail | AuditProcess] = (
+            functools.partial(AuditProcess, nice=settings.audit_nice)
+            if settings.audit_writer == "process"
+            else AuditTrail
+        )
+        trail = (
+            writer(
                 settings.audit_path,
                 key,
                 queue_size=settings.audit_queue_size,
@@ -202,6 +198,9 @@ class SecurityGate:
                 rotate_bytes=settings.audit_rotate_bytes,
                 clock=clock,
             )
+            if key is not None
+            else None
+        )
         return cls(
             settings,
             tokens=tokens,
