@@ -854,16 +854,24 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _sweep_lines(result: dict[str, Any]) -> list[str]:
-    """The ``--sweep`` table: each target at its wrk peak, then at each offered load (the main
-    fixed-rate run included), with the server's CPU per request at each."""
+def _load_runs(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``--sweep`` runs and the main fixed-rate run's, each with its fraction of B's peak
+    (none without ``--sweep``)."""
     sweep = result.get("fixed_sweep")
     if not sweep:
         return []
-    runs = [*sweep["runs"]]
     fixed = result.get("fixed_rate")
-    if fixed:
-        runs += [{**r, "fraction": fixed["fraction"]} for r in fixed["runs"]]
+    main = [{**r, "fraction": fixed["fraction"]} for r in fixed["runs"]] if fixed else []
+    return [*sweep["runs"], *main]
+
+
+def _sweep_lines(result: dict[str, Any]) -> list[str]:
+    """The ``--sweep`` table: each target at its wrk peak, then at each offered load (the main
+    fixed-rate run included), with the server's CPU per request at each."""
+    runs = _load_runs(result)
+    if not runs:
+        return []
+    sweep = result["fixed_sweep"]
     lines = [
         "",
         f"Offered load sweep (`--sweep`; fractions of B's median peak, {sweep['peak']:,.0f} req/s; "
@@ -892,11 +900,8 @@ def _sweep_lines(result: dict[str, Any]) -> list[str]:
 
 def sweep_series(result: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
     """(offered req/s, p99 ms) per target over the sweep and the main fixed-rate run, by load."""
-    runs = [*(result.get("fixed_sweep") or {}).get("runs", [])]
-    if runs:
-        runs += (result.get("fixed_rate") or {}).get("runs", [])
     out: dict[str, list[tuple[float, float]]] = {}
-    for r in sorted(runs, key=lambda r: r["target_rate"]):
+    for r in sorted(_load_runs(result), key=lambda r: r["target_rate"]):
         p99 = r["latency_ms"].get("p99")
         if p99:
             out.setdefault(r["target"], []).append((r["target_rate"], p99))
