@@ -264,9 +264,11 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = [("B", h)]
-    cmp = result.get("compare")
+    cmp, control = result.get("compare"), result.get("control")
     if cmp:
         rows.append(("B+env " + " ".join(f"{k}={v}" for k, v in cmp["env"].items()), cmp["http"]))
+    if control:
+        rows.append(("B' (B's settings again)", control["http"]))
     for name, x in rows:
         lat = x["latency_ms"]
         roles = x.get("cpu_s_per_request_by_role") or {}
@@ -285,8 +287,14 @@ def markdown(result: dict[str, Any]) -> str:
     if cmp:
         lines += [
             "",
-            f"B+env / B p50: **{_f(cmp['p50_ratio'], 3)}** (both servers got every request, alternating "
-            "which went first).",
+            f"B+env / B p50: **{_f(cmp['p50_ratio'], 3)}** (every server got every request, the order "
+            "rotating).",
+        ]
+    if control:
+        lines += [
+            "",
+            f"B' / B p50: **{_f(control['p50_ratio'], 3)}** (two servers with the same settings: the "
+            "spread a B+env / B ratio must exceed to be an effect).",
         ]
     lat = h["latency_ms"]
     sp = result.get("split")
@@ -334,9 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         "--compare-env",
         "also run a second vop serve with this environment (repeatable, all in one variant), "
-        "sent every request too, alternating which goes first; reports its p50 over B's",
+        "sent every request too (the order rotating); reports its p50 over B's",
     )
     add_redis_option(p)
+    p.add_argument(
+        "--control",
+        action="store_true",
+        help="also run B' (a server with B's own settings), sent every request too, and report B'/B "
+        "p50: the spread between two identical servers in this run, which a --compare-env ratio must "
+        "exceed to be an effect (measured 0.92-0.94 on the 2-vCPU VM)",
+    )
     p.add_argument(
         "--json-out", type=Path, default=None, help="result file (default bench/out/bulk-<time>.json)"
     )
@@ -362,7 +377,8 @@ def _server(
         "--workers",
         "1",
     ]
-    log_path = OUT / "logs" / f"bulk-{stamp}-{key.replace('+', '-')}-vop.log"
+    name = {"B+env": "B-env", "B'": "B-control"}.get(key, key)
+    log_path = OUT / "logs" / f"bulk-{stamp}-{name}-vop.log"
     return Server(key, command, port, log_path, label=variant.label, env=env, token=token, settings=settings)
 
 
@@ -476,6 +492,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         targets = [target("B", dict(args.extra_env))]
         if compare:
             targets.append(target("B+env", {**dict(args.extra_env), **compare}))
+        if args.control:
+            targets.append(target("B'", dict(args.extra_env)))
         result["server_settings"] = targets[0].server.settings
         for t in targets:
             stack.enter_context(running(t.server))
@@ -487,8 +505,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
             if i == WARMUPS:
                 for t in targets:
                     t.start_measuring()
-            # with two targets, each goes first every other request (no order advantage)
-            for t in targets if i % 2 == 0 else targets[::-1]:
+            # the order rotates: each target goes first (and last) as often as the others
+            k = i % len(targets)
+            for t in targets[k:] + targets[:k]:
                 t.send(i, body, batch, token, measured=i >= WARMUPS)
         for t in targets:
             t.stop_measuring()
@@ -497,15 +516,19 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     result["http"] = targets[0].summary(args.size, body_mib)
     result["server_log"] = str(targets[0].server.log_path.relative_to(ROOT))
     result["server_log_problems"] = [p for t in targets for p in t.server.log_problems()]
-    if compare:
-        other = targets[1].summary(args.size, body_mib)
-        p50, p50_env = result["http"]["latency_ms"].get("p50"), other["latency_ms"].get("p50")
-        result["compare"] = {
-            "env": compare,
+    p50 = result["http"]["latency_ms"].get("p50")
+    for t in targets[1:]:
+        other = t.summary(args.size, body_mib)
+        p50_other = other["latency_ms"].get("p50")
+        entry = {
             "http": other,
-            "p50_ratio": p50_env / p50 if p50 and p50_env else math.nan,
-            "server_log": str(targets[1].server.log_path.relative_to(ROOT)),
+            "p50_ratio": p50_other / p50 if p50 and p50_other else math.nan,
+            "server_log": str(t.server.log_path.relative_to(ROOT)),
         }
+        if t.server.key == "B+env":
+            result["compare"] = {"env": compare, **entry}
+        else:
+            result["control"] = entry
     if args.split_repeats > 0:
         result["split"] = split(snapshot, bodies, args.split_repeats)
     result["pass"] = all(
@@ -513,7 +536,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         and h["item_errors"] == 0
         and h["non_200"] == 0
         and h["measured"] == args.requests
-        for h in [result["http"], *([result["compare"]["http"]] if compare else [])]
+        for h in [result["http"], *(result[k]["http"] for k in ("compare", "control") if k in result)]
     )
     json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     result["json_out"] = str(json_path)
@@ -539,6 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{h['item_errors']}, non-200 {h['non_200']}; server log problems "
         f"{len(result['server_log_problems']) or 'none'}"
         + (f"; B+env / B p50 {_f(result['compare']['p50_ratio'], 3)}" if "compare" in result else "")
+        + (f"; B' / B p50 {_f(result['control']['p50_ratio'], 3)}" if "control" in result else "")
     )
     log(f"wrote {result['json_out']}")
     return 0 if result["pass"] else 1
