@@ -553,9 +553,7 @@ def serve(in_fd: int, out_fd: int) -> int:
         return 0
     config = _config_decoder.decode(first)
     if config.nice:
-        # (a child that may not change its niceness still writes: the trail matters more than the order)
-        with contextlib.suppress(OSError):
-            os.nice(config.nice)
+        os.nice(config.nice)  # (raising it needs no privilege; past 19 it stays at 19)
     writer = ChainWriter(config.directory, config.key, rotate_bytes=config.rotate_bytes, chain=config.chain)
     dropped = errors = announced = 0
     next_ack = 0.0
