@@ -34,6 +34,7 @@ import http.client
 import itertools
 import json
 import math
+import os
 import shlex
 import statistics
 import sys
@@ -56,6 +57,7 @@ from app.security.gate import Principal, SecurityGate
 from app.security.settings import SecuritySettings
 from app.service import Verifier, to_response
 from app.wire import BulkRequest, BulkResponse, BulkResult
+from bench.cpus import check_pinning, format_cpus, parse_cpus, pinned
 from bench.datagen import DEMO_BIC, DEMO_SEED, Probe, generate_probes
 from bench.fixed_rate import percentiles
 from bench.http import (
@@ -257,6 +259,12 @@ def markdown(result: dict[str, Any]) -> str:
         "- auth on (dev-key token, scope vop:bulk), audit on, VOP_RATE_LIMIT_RPS=0 (one benchmark "
         "client; a bulk request costs one token per item), VOP_ENUM_MAX_NAMES=1000000 (the probes try "
         "several names per IBAN)" + (f"; extra env {cfg['extra_env']}" if cfg["extra_env"] else ""),
+        (
+            f"- servers pinned to CPUs {cfg['server_cpus']} (worker and audit writer), this harness to "
+            f"CPUs {cfg['load_cpus']}"
+            if cfg.get("server_cpus")
+            else "- not pinned: the servers, their audit writers and this harness share the CPUs"
+        ),
         "",
         "| server | checks/request | requests | p50 ms | p90 ms | p99 ms | max ms | checks/s "
         "| server CPU s/request | handler ms (mean, server side) | worker CPU ms | helpers CPU ms "
@@ -353,13 +361,37 @@ def build_parser() -> argparse.ArgumentParser:
         "exceed to be an effect (measured 0.92-0.94 on the 2-vCPU VM)",
     )
     p.add_argument(
+        "--server-cpus",
+        type=parse_cpus,
+        default=None,
+        metavar="CPUS",
+        help="start every server pinned to these CPUs (taskset's list form, e.g. 0); with --load-cpus, "
+        "which this harness (the client building, sending and grading the bodies) then runs on, so "
+        "that a request's time is the server's own and not the client's share of its CPUs",
+    )
+    p.add_argument(
+        "--load-cpus",
+        type=parse_cpus,
+        default=None,
+        metavar="CPUS",
+        help="run this harness pinned to these CPUs once the servers are started (needs --server-cpus, "
+        "no CPU in both)",
+    )
+    p.add_argument(
         "--json-out", type=Path, default=None, help="result file (default bench/out/bulk-<time>.json)"
     )
     return p
 
 
 def _server(
-    key: str, extra_env: dict[str, str], *, data_dir: Path, snapshot: Path, stamp: str, token: str
+    key: str,
+    extra_env: dict[str, str],
+    *,
+    data_dir: Path,
+    snapshot: Path,
+    stamp: str,
+    token: str,
+    cpus: frozenset[int] | None = None,
 ) -> Server:
     """``vop serve --workers 1`` on a free port with the benchmark's security settings."""
     variant = Variant(key, "vop serve (auth on, audit on)", True, True, extra_env)
@@ -379,7 +411,9 @@ def _server(
     ]
     name = {"B+env": "B-env", "B'": "B-control"}.get(key, key)
     log_path = OUT / "logs" / f"bulk-{stamp}-{name}-vop.log"
-    return Server(key, command, port, log_path, label=variant.label, env=env, token=token, settings=settings)
+    return Server(
+        key, command, port, log_path, label=variant.label, env=env, token=token, settings=settings, cpus=cpus
+    )
 
 
 @dataclass
@@ -478,6 +512,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
             "warmups": WARMUPS,
             "seed": seed,
             "extra_env": dict(args.extra_env),
+            "server_cpus": format_cpus(args.server_cpus) if args.server_cpus else None,
+            "load_cpus": format_cpus(args.load_cpus) if args.load_cpus else None,
         },
         "snapshot": str(snapshot.relative_to(ROOT)),
     }
@@ -487,7 +523,17 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         token = mint_dev_token(data_dir, SCOPES, REQUESTING_BIC, TOKEN_TTL_S)
 
         def target(key: str, env: dict[str, str]) -> _Target:
-            return _Target(_server(key, env, data_dir=data_dir, snapshot=snapshot, stamp=stamp, token=token))
+            return _Target(
+                _server(
+                    key,
+                    env,
+                    data_dir=data_dir,
+                    snapshot=snapshot,
+                    stamp=stamp,
+                    token=token,
+                    cpus=args.server_cpus,
+                )
+            )
 
         targets = [target("B", dict(args.extra_env))]
         if compare:
@@ -497,8 +543,15 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         result["server_settings"] = targets[0].server.settings
         for t in targets:
             stack.enter_context(running(t.server))
+        stack.enter_context(pinned(args.load_cpus))  # this harness, from here on
+        result["load_cpus_seen"] = sorted(os.sched_getaffinity(0))
+        for t in targets:
             waited = t.server.wait_ready(args.ready_timeout)
             log(f"{t.server.key} ready after {waited:.1f} s, RSS {t.server.rss_mib():,.0f} MiB")
+            result.setdefault("startup", {})[t.server.key] = {
+                "ready_s": round(waited, 2),
+                "cpus": t.server.cpus_seen(),  # every thread of its processes, once ready
+            }
             t.conn = http.client.HTTPConnection(HOST, t.server.port, timeout=args.timeout)
             stack.callback(t.conn.close)
         for i, (body, batch) in enumerate(zip(bodies, batches, strict=True)):
@@ -549,6 +602,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.accounts < 1 or args.size < 1 or args.requests < 1 or args.split_repeats < 0:
         parser.error("--accounts, --size and --requests must be at least 1, --split-repeats not negative")
+    pinning = check_pinning(args.server_cpus, args.load_cpus)
+    if pinning:
+        parser.error(pinning)
     result = run_guarded("bench.bench_bulk", lambda: with_redis(args, lambda: run(args, argv)))
     if isinstance(result, int):
         return result
