@@ -8,7 +8,6 @@ and a clock read; only a token seen for the first time pays for a signature chec
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import secrets
 import time
@@ -183,24 +182,7 @@ class SecurityGate:
             prefix=settings.redis_prefix,
             clock=clock,
         )
-        # (the writer process's niceness is its own setting; the thread writer has none)
-        writer: Callable[..., AuditTrail | AuditProcess] = (
-            functools.partial(AuditProcess, nice=settings.audit_nice)
-            if settings.audit_writer == "process"
-            else AuditTrail
-        )
-        trail = (
-            writer(
-                settings.audit_path,
-                key,
-                queue_size=settings.audit_queue_size,
-                block_s=settings.audit_block_s,
-                rotate_bytes=settings.audit_rotate_bytes,
-                clock=clock,
-            )
-            if key is not None
-            else None
-        )
+        trail = _audit_writer(settings, key, clock) if key is not None else None
         return cls(
             settings,
             tokens=tokens,
@@ -427,3 +409,27 @@ class SecurityGate:
 
 def _process_key() -> bytes:
     return secrets.token_bytes(32)
+
+
+def _audit_writer(
+    settings: SecuritySettings, key: bytes, clock: Callable[[], float]
+) -> AuditTrail | AuditProcess:
+    """The audit trail's writer: a child process (the default; at its own niceness) or a thread."""
+    if settings.audit_writer == "process":
+        return AuditProcess(
+            settings.audit_path,
+            key,
+            queue_size=settings.audit_queue_size,
+            block_s=settings.audit_block_s,
+            rotate_bytes=settings.audit_rotate_bytes,
+            clock=clock,
+            nice=settings.audit_nice,
+        )
+    return AuditTrail(
+        settings.audit_path,
+        key,
+        queue_size=settings.audit_queue_size,
+        block_s=settings.audit_block_s,
+        rotate_bytes=settings.audit_rotate_bytes,
+        clock=clock,
+    )
