@@ -4,12 +4,14 @@ Built once from a snapshot table (DESIGN.md §3 contract), never mutated: a refr
 ``AccountIndex`` beside the current one and the holder swaps one reference.
 
 Layout (chosen by measurement, see ``bench/bench_index.py`` and bench/RESULTS.md):
-- rows sorted by IBAN; the IBANs as one fixed-width numpy bytes array, so a lookup is an
-  ``np.searchsorted`` (O(log n) per key, ~35 bytes per account, no Python object per key);
-- for batches, a 64-bit hash of each key, sorted, with the row it stands for (12 bytes per
-  account): a binary search over integers instead of byte strings, then one key comparison per
-  hit (10,000 lookups in 1M keys: 5.8 against 14.1 ms for the byte-string search, 0.46 against
-  0.56 ms for 1,000; built in ~0.25 s per 1M keys);
+- rows sorted by IBAN; the IBANs as one fixed-width numpy bytes array (~35 bytes per account, no
+  Python object per key);
+- for lookups, an open-addressing table of rows keyed by Python's hash of each key (linear probing,
+  at most half full: 8 bytes per account at 1M, built in ~0.3 s): one or two probes and one key
+  comparison per IBAN, where a binary search over the sorted keys walks ~20 cache lines (a lone
+  IBAN in 1M keys: 1.2-1.6 against 2.0-2.4 µs, 16 IBANs 14-16 against 30-37 µs, tenth session);
+  large batches probe as array operations (10,000 IBANs: as fast as the sorted key hashes this
+  table replaced, which took 12 bytes per account);
 - names and their normalised forms (``matching.normalize.prepare_registered``, computed once here)
   as Arrow list columns, fetched for a whole batch with one ``take``;
 - type and status as uint8 codes.
@@ -50,31 +52,41 @@ class IndexBuildError(ValueError):
 # dispatch cost, a row read ~2.3 µs. Measured (1M accounts, sixth session): 8 rows 19.4 against
 # 26.0 µs, 12 rows 27.9 against 28.2, 16 rows 37.6 against 31.2, 32 rows 81 against 43.
 _TAKE_FROM_ROWS = 12
-_HASH_FROM = 256  # batches at least this large search the key hashes (measured crossover: 128-256)
-# Below this many IBANs ``lookup`` searches key by key: building the needle array costs more than it
-# saves (1M keys, per batch: 2 IBANs 2.9 against 7.3 µs, 8: 9.5 against 12.6, 16: 18.7 against 19.9,
-# 32: 35.4 against 32.0).
-_ARRAY_FROM = 16
-_HASH_SEED = np.uint64(0x9E3779B97F4A7C15)
-_HASH_MUL = np.uint64(0xBF58476D1CE4E5B9)
-_HASH_SHIFT = np.uint64(31)
+# Below this many IBANs ``lookup`` probes key by key (~0.85 µs a key): the array rounds' fixed cost
+# is ~25 µs. Measured (1M keys, random held IBANs, min of 3, tenth session): 16 IBANs 13.7 against
+# 38.0 µs, 128: 105 against 117, 256: 225 against 207, 512: 445 against 335.
+_ARRAY_FROM = 192
+# The array rounds stop when fewer keys than this are left; those finish probing one by one.
+_ROUNDS_DOWN_TO = 64
+#: The key hash of the slot table: Python's own (SipHash, keyed per interpreter start; the table is
+#: built in the process that uses it). Module-level so that tests can force collisions.
+_key_hash: Callable[[bytes], int] = hash
 
 
-def key_hashes(keys: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each fixed-width byte key (zero-padded to whole 8-byte words): per word,
-    xor it in, multiply by an odd constant, xor-shift (each step a bijection of the state, so keys
-    that differ in one word never collide). Not keyed: it only orders the index's own keys, and a
-    collision costs one more comparison, never a wrong row."""
-    n, width = len(keys), keys.dtype.itemsize
-    matrix = np.zeros((n, -(-width // 8) * 8), dtype=np.uint8)
-    matrix[:, :width] = np.ascontiguousarray(keys).view(np.uint8).reshape(n, width)
-    words = matrix.view(np.uint64)
-    h = np.full(n, _HASH_SEED, dtype=np.uint64)
-    for j in range(words.shape[1]):
-        h ^= words[:, j]
-        h *= _HASH_MUL
-        h ^= h >> _HASH_SHIFT
-    return h
+def slot_table(keys: np.ndarray) -> np.ndarray:
+    """Row of each key by ``_key_hash`` (``keys`` as numpy gives them: trailing NULs stripped), -1
+    in an empty slot: linear probing in a power-of-two table at most half full, so every probe
+    sequence ends at an empty slot. Built as array operations: each round places, for every slot
+    still free, the first key that wants it; the others move on one slot."""
+    n = len(keys)
+    size = 1 << max(4, (2 * n - 1).bit_length())
+    mask = size - 1
+    table = np.full(size, -1, dtype=np.int32 if n < 2**31 else np.int64)
+    if n == 0:
+        return table
+    hashes = np.fromiter(map(_key_hash, keys.tolist()), dtype=np.int64, count=n)
+    pending = np.arange(n, dtype=np.int64)
+    slots = hashes & mask
+    while pending.size:
+        wanted = slots[pending]
+        free = np.flatnonzero(table[wanted] == -1)
+        won, first = np.unique(wanted[free], return_index=True)
+        table[won] = pending[free[first]]
+        placed = np.zeros(len(pending), dtype=bool)
+        placed[free[first]] = True
+        pending = pending[~placed]
+        slots[pending] = (slots[pending] + 1) & mask
+    return table
 
 
 class Registered(msgspec.Struct, frozen=True, gc=False):
@@ -101,15 +113,15 @@ class AccountIndex:
     lei: pa.Array = field(repr=False)
     any_bic: pa.Array = field(repr=False)
     org_ids: pa.ListArray = field(repr=False)
-    #: ``key_hashes(keys)`` sorted, and the row of each (derived from ``keys`` at construction)
-    hash_sorted: np.ndarray = field(init=False, repr=False)
-    hash_rows: np.ndarray = field(init=False, repr=False)
+    #: ``slot_table(keys)`` (derived from ``keys`` at construction), and a view of it whose items
+    #: are Python ints (indexing a numpy array makes a numpy scalar: ~0.1 µs more a probe)
+    slot_rows: np.ndarray = field(init=False, repr=False)
+    _slot_view: memoryview = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        hashes = key_hashes(self.keys)
-        order = np.argsort(hashes, kind="stable").astype(np.int32 if len(hashes) < 2**31 else np.int64)
-        object.__setattr__(self, "hash_sorted", hashes[order])
-        object.__setattr__(self, "hash_rows", order)
+        table = slot_table(self.keys)
+        object.__setattr__(self, "slot_rows", table)
+        object.__setattr__(self, "_slot_view", table.data)
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])
@@ -122,62 +134,61 @@ class AccountIndex:
         return self._lookup_array(ibans)
 
     def lookup_rows(self, ibans: Sequence[str]) -> list[int]:
-        """``lookup`` as a list (what ``verify`` reads). A lone check or a small micro-batch is
-        searched key by key and never becomes an array: a lone IBAN 2.1 against 2.75 µs through
-        ``lookup(...).tolist()`` (1M accounts, random IBANs, min of 3 x 20,000). The rest of its
-        cost is the binary search itself (~1.7 µs: ~20 probes of the 28-byte keys)."""
+        """``lookup`` as a list (what ``verify`` reads). A lone check or a small micro-batch probes
+        key by key and never becomes an array."""
         if len(ibans) >= _ARRAY_FROM:
             return self._lookup_array(ibans).tolist()  # type: ignore[no-any-return]
-        keys = self.keys
-        n = len(keys)
-        if n == 0:
-            return [-1] * len(ibans)
-        # (a key longer than any IBAN becomes one that matches none; encoded inline here and in
-        # ``_lookup_array``: one list for both cost a lone check ~0.2 µs more)
-        width, found = keys.dtype.itemsize, []
+        keys, table, key_hash = self.keys, self._slot_view, _key_hash
+        width, mask, found = keys.dtype.itemsize, len(table) - 1, []
         for iban in ibans:
+            # (a key longer than any IBAN becomes one that matches none)
             key = iban.encode("ascii", "replace") if len(iban) <= width else b"\x00"
-            at = int(keys.searchsorted(key))
-            found.append(at if at < n and keys[at] == key else -1)
+            slot = key_hash(key) & mask
+            while True:
+                row = table[slot]
+                if row < 0 or keys[row] == key:
+                    found.append(row)
+                    break
+                slot = (slot + 1) & mask
         return found
 
     def _lookup_array(self, ibans: Sequence[str]) -> np.ndarray:
-        n = len(self)
+        """The slot probes of a whole batch as array operations: a round compares every unresolved
+        IBAN with the key in its slot; an empty slot (not held) or the same key ends it, another key
+        sends it one slot on."""
         width = self.keys.dtype.itemsize
-        if n == 0:
-            return np.full(len(ibans), -1, dtype=np.int64)
-        encoded = [s.encode("ascii", "replace") if len(s) <= width else b"\x00" for s in ibans]
+        # (a trailing NUL would vanish in the fixed-width array and the key match its prefix)
+        encoded = [
+            s.encode("ascii", "replace") if len(s) <= width and not s.endswith("\x00") else b"\x00"
+            for s in ibans
+        ]
+        m = len(encoded)
         query = np.array(encoded, dtype=self.keys.dtype)
-        if len(query) >= _HASH_FROM:
-            return self._lookup_hashed(query)
-        pos = np.searchsorted(self.keys, query)
-        pos_clipped = np.minimum(pos, n - 1)
-        found = (pos < n) & (self.keys[pos_clipped] == query)
-        return np.where(found, pos_clipped, -1).astype(np.int64)
-
-    def _lookup_hashed(self, query: np.ndarray) -> np.ndarray:
-        """``lookup`` through the sorted key hashes. Sorted needles (10,000: 1.8 against 2.8 ms
-        unsorted) find the first entry of their hash; where that entry's key is another one (a
-        collision) the entries of the same hash that follow are compared one by one."""
-        n = len(self)
-        qh = key_hashes(query)
-        order = np.argsort(qh)
-        pos = np.empty(len(query), dtype=np.intp)
-        pos[order] = np.searchsorted(self.hash_sorted, qh[order])
-        at = np.minimum(pos, n - 1)
-        same_hash = (pos < n) & (self.hash_sorted[at] == qh)
-        cand = self.hash_rows[at].astype(np.int64)
-        found = same_hash & (self.keys[cand] == query)
-        rows = np.where(found, cand, -1)
-        for k in np.flatnonzero(same_hash & ~found).tolist():  # collisions: rare
-            p = int(pos[k]) + 1
-            while p < n and self.hash_sorted[p] == qh[k]:
-                row = int(self.hash_rows[p])
-                if self.keys[row] == query[k]:
-                    rows[k] = row
-                    break
-                p += 1
+        mask = len(self.slot_rows) - 1
+        slots = np.fromiter(map(_key_hash, encoded), dtype=np.int64, count=m) & mask
+        rows = np.full(m, -1, dtype=np.int64)
+        pending = np.arange(m)
+        while pending.size:
+            cand = self.slot_rows[slots].astype(np.int64)
+            held = cand >= 0
+            same = np.zeros(len(pending), dtype=bool)
+            same[held] = self.keys[cand[held]] == query[pending[held]]
+            rows[pending[same]] = cand[same]
+            moving = held & ~same
+            pending = pending[moving]
+            slots = (slots[moving] + 1) & mask
+            if len(pending) < _ROUNDS_DOWN_TO:  # the long probe runs' few keys: one by one
+                for k, start in zip(pending.tolist(), slots.tolist(), strict=True):
+                    rows[k] = self._probe_from(encoded[k], start)
+                break
         return rows
+
+    def _probe_from(self, key: bytes, slot: int) -> int:
+        """The row of ``key``, probing from ``slot`` on; -1 at an empty slot."""
+        keys, table, mask = self.keys, self._slot_view, len(self._slot_view) - 1
+        while (row := table[slot]) >= 0 and keys[row] != key:
+            slot = (slot + 1) & mask
+        return int(row)
 
     def registered(self, rows: Sequence[int] | np.ndarray) -> list[Registered]:
         """Type, status, names and prepared names of each row (rows must be >= 0)."""

@@ -32,37 +32,47 @@ def test_lookup_finds_every_account_and_misses_unknown(index: AccountIndex) -> N
     assert [index.iban_at(r) for r in rows[:-1]] == ibans
 
 
-def test_large_lookup_through_the_hashes_keeps_request_order(index: AccountIndex) -> None:
-    # Batches from _HASH_FROM up search the sorted key hashes; answers stay in request order.
-    ibans = [a["iban"] for a in ACCOUNTS]
-    batch = [*ibans, IBAN_UNKNOWN, "", IBAN_PERSON + "0000000000000", IBAN_PERSON[:-1]] * 60
-    assert len(batch) >= mi._HASH_FROM
-    expected = [index.lookup([iban]).tolist()[0] for iban in batch]
+def _searched(index: AccountIndex, ibans: list[str]) -> list[int]:
+    """The rows by binary search over the sorted keys (the rows are sorted by IBAN): the oracle."""
+    keys, width, out = index.keys, index.keys.dtype.itemsize, []
+    for iban in ibans:
+        key = iban.encode("ascii", "replace")
+        at = int(np.searchsorted(keys, key)) if len(key) <= width else len(keys)
+        out.append(at if at < len(keys) and bytes(keys[at]) == key else -1)
+    return out
+
+
+_POOL = [
+    *(a["iban"] for a in ACCOUNTS),
+    IBAN_UNKNOWN,
+    "",
+    "ÄÖÜ",
+    IBAN_PERSON + "0000000000000",
+    IBAN_PERSON[:-1],
+    IBAN_PERSON.lower(),
+    IBAN_PERSON + "\x00",
+]
+
+
+def test_large_lookup_keeps_request_order(index: AccountIndex) -> None:
+    batch = _POOL * 60
+    expected = _searched(index, batch)
     assert index.lookup(batch).tolist() == expected
     assert index.lookup(batch[::-1]).tolist() == expected[::-1]
 
 
-@pytest.mark.parametrize("size", [2, mi._ARRAY_FROM - 1, mi._ARRAY_FROM, 100, mi._HASH_FROM])
-def test_every_lookup_path_gives_the_rows_of_one_by_one(index: AccountIndex, size: int) -> None:
-    """Key by key (below _ARRAY_FROM), one array search, and the hashes (from _HASH_FROM) agree."""
-    ibans = [a["iban"] for a in ACCOUNTS]
-    pool = [
-        *ibans,
-        IBAN_UNKNOWN,
-        "",
-        "ÄÖÜ",
-        IBAN_PERSON + "0000000000000",
-        IBAN_PERSON[:-1],
-        IBAN_PERSON.lower(),
-    ]
-    batch = (pool * (size // len(pool) + 1))[:size]
-    expected = [index.lookup([iban]).tolist()[0] for iban in batch]
-    assert len(set(expected)) > 1
+@pytest.mark.parametrize("size", [1, 2, mi._ARRAY_FROM - 1, mi._ARRAY_FROM, 100, 1000])
+def test_every_lookup_path_gives_the_rows_of_the_binary_search(index: AccountIndex, size: int) -> None:
+    """Key by key (below _ARRAY_FROM) and as array rounds: the rows a binary search finds."""
+    batch = (_POOL * (size // len(_POOL) + 1))[:size]
+    expected = _searched(index, batch)
     assert index.lookup(batch).tolist() == expected
     assert index.lookup(batch[::-1]).tolist() == expected[::-1]
     assert index.lookup_rows(batch) == expected  # (what verify reads)
     assert all(type(r) is int for r in index.lookup_rows(batch))
     assert [index.lookup_rows([iban])[0] for iban in batch] == expected
+    if size >= len(_POOL):
+        assert sorted(set(expected) - {-1}) == list(range(len(ACCOUNTS)))
 
 
 def test_registered_by_take_equals_row_by_row(index: AccountIndex) -> None:
@@ -71,28 +81,36 @@ def test_registered_by_take_equals_row_by_row(index: AccountIndex) -> None:
     assert index.registered(rows) == [index.registered([r])[0] for r in rows]
 
 
+@pytest.mark.parametrize("rounds_down_to", [0, mi._ROUNDS_DOWN_TO, 10**9])
 @pytest.mark.parametrize("buckets", [1, 3, None])
-def test_hash_collisions_never_give_a_wrong_row(monkeypatch: pytest.MonkeyPatch, buckets: int | None) -> None:
-    """With a hash of 1 or 3 values every lookup collides: the entries of its hash are compared
-    until the key is found; with the real hash (None), the same answers."""
-    real = mi.key_hashes
+def test_hash_collisions_never_give_a_wrong_row(
+    monkeypatch: pytest.MonkeyPatch, buckets: int | None, rounds_down_to: int
+) -> None:
+    """With a key hash of 1 or 3 values every key collides (one or three long probe runs, wrapping
+    round the table's end): each lookup compares keys until its own or an empty slot; with the real
+    hash (None), the same answers, key by key and as arrays (array rounds to the end, the default
+    hand-over to key-by-key probing, or that hand-over after the first round)."""
+    monkeypatch.setattr(mi, "_ROUNDS_DOWN_TO", rounds_down_to)
     if buckets is not None:
-        monkeypatch.setattr(mi, "key_hashes", lambda keys: real(keys) % np.uint64(buckets))
+        n = buckets
+        monkeypatch.setattr(mi, "_key_hash", lambda key: (hash(key) % n) - 1)  # slot -1: the last one
     index = AccountIndex.build(accounts_table())
-    ibans = [a["iban"] for a in ACCOUNTS]
-    batch = [*ibans, IBAN_UNKNOWN, "", IBAN_PERSON[:-1]] * 60
-    assert len(batch) >= mi._HASH_FROM
-    expected = [index.lookup([iban]).tolist()[0] for iban in batch]
-    assert expected.count(-1) == 180
+    table = index.slot_rows
+    assert sorted(table[table >= 0].tolist()) == list(range(len(ACCOUNTS)))  # every row in one slot
+    assert (table < 0).sum() >= len(table) // 2  # at most half full: every probe run ends
+    batch = _POOL * 60
+    assert len(batch) >= mi._ARRAY_FROM  # (the array rounds)
+    expected = _searched(index, batch)
+    assert expected.count(-1) == 7 * 60
     assert index.lookup(batch).tolist() == expected
+    assert [index.lookup_rows([iban])[0] for iban in _POOL] == expected[: len(_POOL)]
 
 
-def test_key_hashes_depend_on_every_byte() -> None:
-    keys = np.array(
-        [b"DE89370400440532013000", b"DE89370400440532013001", b"DE8937040044053201300"], dtype="S28"
-    )
-    assert len(set(mi.key_hashes(keys).tolist())) == 3
-    assert mi.key_hashes(keys[:1]).tolist() == mi.key_hashes(keys).tolist()[:1]
+def test_slot_table_of_no_keys_answers_none() -> None:
+    index = AccountIndex.build(accounts_table().slice(0, 0))
+    assert len(index) == 0
+    assert index.lookup([IBAN_PERSON]).tolist() == [-1]
+    assert index.lookup([IBAN_PERSON] * 40).tolist() == [-1] * 40
 
 
 def test_lookup_rejects_keys_longer_than_any_iban(index: AccountIndex) -> None:
