@@ -8,12 +8,14 @@ and a clock read; only a token seen for the first time pays for a signature chec
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 
@@ -411,21 +413,29 @@ def _process_key() -> bytes:
     return secrets.token_bytes(32)
 
 
+class _WriterFactory(Protocol):
+    def __call__(
+        self,
+        directory: Path,
+        key: bytes,
+        *,
+        queue_size: int,
+        block_s: float,
+        rotate_bytes: int,
+        clock: Callable[[], float],
+    ) -> AuditTrail | AuditProcess: ...
+
+
 def _audit_writer(
     settings: SecuritySettings, key: bytes, clock: Callable[[], float]
 ) -> AuditTrail | AuditProcess:
     """The audit trail's writer: a child process (the default; at its own niceness) or a thread."""
-    if settings.audit_writer == "process":
-        return AuditProcess(
-            settings.audit_path,
-            key,
-            queue_size=settings.audit_queue_size,
-            block_s=settings.audit_block_s,
-            rotate_bytes=settings.audit_rotate_bytes,
-            clock=clock,
-            nice=settings.audit_nice,
-        )
-    return AuditTrail(
+    factory: _WriterFactory = (
+        functools.partial(AuditProcess, nice=settings.audit_nice)
+        if settings.audit_writer == "process"
+        else AuditTrail
+    )
+    return factory(
         settings.audit_path,
         key,
         queue_size=settings.audit_queue_size,
