@@ -57,7 +57,7 @@ from app.security.gate import Principal, SecurityGate
 from app.security.settings import SecuritySettings
 from app.service import Verifier, to_response
 from app.wire import BulkRequest, BulkResponse, BulkResult
-from bench.cpus import check_pinning, format_cpus, parse_cpus, pinned
+from bench.cpus import add_pinning_options, check_pinning, format_cpus, pinned
 from bench.datagen import DEMO_BIC, DEMO_SEED, Probe, generate_probes
 from bench.fixed_rate import percentiles
 from bench.http import (
@@ -360,22 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
         "p50: the spread between two identical servers in this run, which a --compare-env ratio must "
         "exceed to be an effect (measured 0.92-0.94 on the 2-vCPU VM)",
     )
-    p.add_argument(
-        "--server-cpus",
-        type=parse_cpus,
-        default=None,
-        metavar="CPUS",
-        help="start every server pinned to these CPUs (taskset's list form, e.g. 0); with --load-cpus, "
-        "which this harness (the client building, sending and grading the bodies) then runs on, so "
-        "that a request's time is the server's own and not the client's share of its CPUs",
-    )
-    p.add_argument(
-        "--load-cpus",
-        type=parse_cpus,
-        default=None,
-        metavar="CPUS",
-        help="run this harness pinned to these CPUs once the servers are started (needs --server-cpus, "
-        "no CPU in both)",
+    add_pinning_options(
+        p,
+        load_side="this harness (the client that builds, sends and grades the bodies)",
+        why="a request's time is the server's own and not the client's share of its CPUs",
     )
     p.add_argument(
         "--json-out", type=Path, default=None, help="result file (default bench/out/bulk-<time>.json)"

@@ -74,3 +74,23 @@ def pinned(cpus: frozenset[int] | None) -> Iterator[None]:
         yield
     finally:
         os.sched_setaffinity(0, before)
+
+
+def add_pinning_options(p: argparse.ArgumentParser, *, load_side: str, why: str) -> None:
+    """``--server-cpus`` and ``--load-cpus`` (checked together by ``check_pinning``): the servers
+    start pinned to the first set, ``load_side`` runs on the second, so that ``why``."""
+    p.add_argument(
+        "--server-cpus",
+        type=parse_cpus,
+        default=None,
+        metavar="CPUS",
+        help="start every server pinned to these CPUs (taskset's list form, e.g. 0 or 0-3); with "
+        f"--load-cpus, which {load_side} then run on, so that {why}",
+    )
+    p.add_argument(
+        "--load-cpus",
+        type=parse_cpus,
+        default=None,
+        metavar="CPUS",
+        help=f"run {load_side} pinned to these CPUs (needs --server-cpus, no CPU in both)",
+    )

@@ -64,7 +64,7 @@ from xml.sax.saxutils import escape
 import pyarrow.parquet as pq
 
 from app.security.devkeys import mint_dev_token
-from bench.cpus import check_pinning, format_cpus, parse_cpus, pinned
+from bench.cpus import add_pinning_options, check_pinning, format_cpus, pinned
 from bench.datagen import DEMO_BIC, DEMO_SEED, generate_probes
 from bench.fixed_rate import RESULT_MARKER as FIXED_MARKER
 from bench.fixed_rate import window_p99s
@@ -1424,21 +1424,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the fixed-rate run, more fixed-rate runs at these fractions of B's median peak, "
         "every target (e.g. 0.3,0.5,0.9): p99 and CPU per request against the offered load",
     )
-    p.add_argument(
-        "--server-cpus",
-        type=parse_cpus,
-        default=None,
-        metavar="CPUS",
-        help="start every server pinned to these CPUs (taskset's list form, e.g. 0 or 0-3); with "
-        "--load-cpus, which the load generators and this harness then run on, so that a tail is the "
-        "server's and not a generator's on the same core (default: no pinning)",
-    )
-    p.add_argument(
-        "--load-cpus",
-        type=parse_cpus,
-        default=None,
-        metavar="CPUS",
-        help="run wrk and bench.fixed_rate pinned to these CPUs (needs --server-cpus, no CPU in both)",
+    add_pinning_options(
+        p,
+        load_side="wrk, bench.fixed_rate and this harness",
+        why="a tail is the server's and not a generator's on the same core",
     )
     p.add_argument(
         "--preflight",

@@ -114,7 +114,8 @@ class AccountIndex:
     any_bic: pa.Array = field(repr=False)
     org_ids: pa.ListArray = field(repr=False)
     #: ``slot_table(keys)`` (derived from ``keys`` at construction), and a view of it whose items
-    #: are Python ints (indexing a numpy array makes a numpy scalar: ~0.1 µs more a probe)
+    #: are Python ints (a lone lookup 1.03 against 1.14 µs through the numpy array and ``int()``,
+    #: 1M keys, min of 5 x 100,000, tenth session)
     slot_rows: np.ndarray = field(init=False, repr=False)
     _slot_view: memoryview = field(init=False, repr=False)
 
@@ -140,6 +141,8 @@ class AccountIndex:
             return self._lookup_array(ibans).tolist()  # type: ignore[no-any-return]
         keys, table, key_hash = self.keys, self._slot_view, _key_hash
         width, mask, found = keys.dtype.itemsize, len(table) - 1, []
+        # (``_probe_from``'s loop, inlined: a lone lookup 1.03 against 1.19 µs through the method,
+        # same measurement as ``_slot_view``'s)
         for iban in ibans:
             # (a key longer than any IBAN becomes one that matches none)
             key = iban.encode("ascii", "replace") if len(iban) <= width else b"\x00"
