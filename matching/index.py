@@ -13,7 +13,9 @@ Layout (chosen by measurement, see ``bench/bench_index.py`` and bench/RESULTS.md
   large batches probe as array operations (10,000 IBANs: as fast as the sorted key hashes this
   table replaced, which took 12 bytes per account);
 - names and their normalised forms (``matching.normalize.prepare_registered``, computed once here)
-  as Arrow list columns, fetched for a whole batch with one ``take``;
+  as Arrow list columns, fetched for a whole batch with one ``take``, and for a lone row through
+  views of the same buffers (``matching.list_rows``: the characters held once, as a ``bytes``
+  object the column is rebuilt over);
 - type and status as uint8 codes.
 """
 
@@ -29,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from matching.list_rows import ListRows, list_rows
 from matching.model import AccountStatus, AccountType
 from matching.normalize import prepare_registered
 
@@ -48,10 +51,11 @@ class IndexBuildError(ValueError):
     """The snapshot breaks the data contract; nothing was built."""
 
 
-# Below this many rows ``registered`` reads row by row: pyarrow's take() + to_pylist() has a fixed
-# dispatch cost, a row read ~2.3 µs. Measured (1M accounts, sixth session): 8 rows 19.4 against
-# 26.0 µs, 12 rows 27.9 against 28.2, 16 rows 37.6 against 31.2, 32 rows 81 against 43.
-_TAKE_FROM_ROWS = 12
+# Below this many rows ``registered`` reads row by row (``matching.list_rows``): pyarrow's take() +
+# to_pylist() has a fixed dispatch cost. Measured (1M accounts, random rows, min of 5, eleventh
+# session, a slow VM state): 8 rows 29.9 against 59.1 µs, 12 rows 42.2 against 62.4, 16 rows 81.5
+# against 83.6, 24 rows 125.9 against 121.7, 32 rows 123 against 93.
+_TAKE_FROM_ROWS = 16
 # Below this many IBANs ``lookup`` probes key by key (~0.85 µs a key): the array rounds' fixed cost
 # is ~25 µs. Measured (1M keys, random held IBANs, min of 3, tenth session): 16 IBANs 13.7 against
 # 38.0 µs, 128: 105 against 117, 256: 225 against 207, 512: 445 against 335.
@@ -89,6 +93,11 @@ def slot_table(keys: np.ndarray) -> np.ndarray:
     return table
 
 
+def _code_view(codes: np.ndarray) -> memoryview:
+    """uint8 codes as a memoryview whose items are Python ints (no numpy scalar per read)."""
+    return np.ascontiguousarray(codes, dtype=np.uint8).data
+
+
 class Registered(msgspec.Struct, frozen=True, gc=False):
     """What the matcher needs of one account (plain Python values). A Struct, not a frozen
     dataclass: a bulk of 10,000 builds 10,000 of them (measured 0.09 µs each against 0.79 µs)."""
@@ -118,11 +127,25 @@ class AccountIndex:
     #: 1M keys, min of 5 x 100,000, tenth session)
     slot_rows: np.ndarray = field(init=False, repr=False)
     _slot_view: memoryview = field(init=False, repr=False)
+    #: Lone-row reads (``matching.list_rows``): ``names`` and ``prepared`` are rebuilt over one
+    #: ``bytes`` object each that these views read; type and status codes as Python ints.
+    _name_rows: ListRows = field(init=False, repr=False)
+    _prepared_rows: ListRows = field(init=False, repr=False)
+    _type_codes: memoryview = field(init=False, repr=False)
+    _status_codes: memoryview = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         table = slot_table(self.keys)
         object.__setattr__(self, "slot_rows", table)
         object.__setattr__(self, "_slot_view", table.data)
+        names, name_rows = list_rows(self.names)
+        prepared, prepared_rows = list_rows(self.prepared)
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "prepared", prepared)
+        object.__setattr__(self, "_name_rows", name_rows)
+        object.__setattr__(self, "_prepared_rows", prepared_rows)
+        object.__setattr__(self, "_type_codes", _code_view(self.types))
+        object.__setattr__(self, "_status_codes", _code_view(self.statuses))
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])
@@ -195,18 +218,8 @@ class AccountIndex:
 
     def registered(self, rows: Sequence[int] | np.ndarray) -> list[Registered]:
         """Type, status, names and prepared names of each row (rows must be >= 0)."""
-        if len(rows) < _TAKE_FROM_ROWS:  # a lone check or a micro-batch: scalar access per row
-            # (int(): a dict lookup keyed by a numpy scalar costs ~0.3 µs more; 2.4 against 1.9 µs a row)
-            types, statuses, names, prepared = self.types, self.statuses, self.names, self.prepared
-            return [
-                Registered(
-                    TYPES[int(types[r])],
-                    STATUSES[int(statuses[r])],
-                    names[r].as_py(),
-                    prepared[r].as_py(),
-                )
-                for r in map(int, rows)
-            ]
+        if len(rows) < _TAKE_FROM_ROWS:  # a lone check or a micro-batch: read row by row
+            return [self._registered_at(r) for r in map(int, rows)]
         idx = pa.array(np.asarray(rows, dtype=np.int64))
         names = self.names.take(idx).to_pylist()
         prepared = self.prepared.take(idx).to_pylist()
@@ -216,6 +229,15 @@ class AccountIndex:
             Registered(TYPES[t], STATUSES[s], n, p)
             for t, s, n, p in zip(types.tolist(), statuses.tolist(), names, prepared, strict=True)
         ]
+
+    def _registered_at(self, r: int) -> Registered:
+        """One row through the buffers (``matching.list_rows``)."""
+        return Registered(
+            TYPES[self._type_codes[r]],
+            STATUSES[self._status_codes[r]],
+            self._name_rows.row(r),
+            self._prepared_rows.row(r),
+        )
 
     def identifiers(self, row: int) -> tuple[str | None, str | None, list[str]]:
         """(LEI, BIC, ["SCHEME:VALUE", …]) on record for one row."""
