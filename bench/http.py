@@ -850,6 +850,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Targets (DESIGN.md §5): "
         + "; ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in t.items() if ok is not None),
+        *_baseline_line(result),
     ]
     return "\n".join(lines)
 
@@ -1772,10 +1773,39 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     for c in result["comparisons"]:
         if c["target"] is not None:
             result["targets"][f"{c['name']} ≥ {c['target']:g}"] = bool(c["ratio"] >= c["target"])
+    result["fixed_rate_baseline"] = fixed_rate_baseline(fixed_runs)
     json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     result["json_out"] = str(json_path)
     result["chart"] = str(write_chart(result, json_path))
     return result
+
+
+def fixed_rate_baseline(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Whether the do-nothing app (A) kept the p99 bar at the rate B was offered (the fixed-rate run
+    offers both the same rate). Where A did not, B's p99 verdict says nothing of B: at that rate this
+    machine (the load generator beside the server, the wake-ups of an open-loop load) cannot show
+    the target. None without a fixed-rate run of A."""
+    a = next((r for r in runs if r["target"] == "A"), None)
+    if a is None:
+        return None
+    p99 = float(a["latency_ms"].get("p99", math.inf))
+    return {"offered_rate": a["target_rate"], "p99_ms": p99, "meets_target": p99 <= TARGET_P99_MS}
+
+
+def _baseline_line(result: dict[str, Any]) -> list[str]:
+    base = result.get("fixed_rate_baseline")
+    if not base:
+        return []
+    verdict = (
+        "the machine can show the target at this rate"
+        if base["meets_target"]
+        else "the do-nothing app misses the target itself, so this run cannot show it for B"
+    )
+    return [
+        "",
+        f"Baseline at the fixed rate: A's p99 {_f(base['p99_ms'])} ms at {base['offered_rate']:,.0f} req/s "
+        f"(≤ {TARGET_P99_MS:g} ms: {'yes' if base['meets_target'] else 'no'}): {verdict}.",
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 
 import bench.http as bench_http
-from bench.http import markdown, write_chart
+from bench.http import fixed_rate_baseline, markdown, write_chart
 from tests.bench_run import run_bench
 
 
@@ -47,8 +47,12 @@ def test_bench_http_runs_both_servers_and_reports(tmp_path: Path, monkeypatch: p
     if pinned:  # every thread of both servers on the first CPU, the load generators on the second
         assert result["startup"]["A"]["cpus"] == result["startup"]["B"]["cpus"] == [cpus[0]]
         assert result["load_cpus_seen"] == [cpus[1]]
+    base = result["fixed_rate_baseline"]
+    assert base["offered_rate"] == runs["B"]["target_rate"]
+    assert base["p99_ms"] == runs["A"]["latency_ms"]["p99"]
     table = markdown(result)
     assert "B/A = " in table
+    assert "Baseline at the fixed rate: A's p99" in table
     assert "p99 per window ms (median / worst)" in table
     assert "Offered load sweep" in table
     assert table.count("| B | 30% |") == 1
@@ -73,3 +77,17 @@ def test_bench_http_runs_both_servers_and_reports(tmp_path: Path, monkeypatch: p
     assert "p99 against offered load" in text
     # A and B in both latency panels, the timeline and the sweep
     assert text.count("<polyline") >= 2 + 2 + 2 + 2
+
+
+def _fixed_run(target: str, p99: float) -> dict[str, object]:
+    return {"target": target, "target_rate": 7000.0, "latency_ms": {"p99": p99}}
+
+
+@pytest.mark.parametrize(("a_p99", "meets"), [(4.2, True), (5.0, True), (7.24, False)])
+def test_the_fixed_rate_baseline_says_whether_the_do_nothing_app_kept_the_bar(
+    a_p99: float, meets: bool
+) -> None:
+    """A's p99 at B's offered rate decides whether a run can show the p99 target at all."""
+    base = fixed_rate_baseline([_fixed_run("A", a_p99), _fixed_run("B", 50.0)])
+    assert base == {"offered_rate": 7000.0, "p99_ms": a_p99, "meets_target": meets}
+    assert fixed_rate_baseline([_fixed_run("B", 3.0)]) is None  # no run of A: no verdict
