@@ -639,6 +639,24 @@ def run_fixed(args: argparse.Namespace, server: Server, requests: Path, rate: fl
     return data
 
 
+def run_own_peak_baseline(
+    args: argparse.Namespace, server: Server, requests: Path, peak: float
+) -> dict[str, Any]:
+    """``--baseline-own-peak``: the do-nothing app at ``--fixed-fraction`` of its *own* median peak,
+    the target's load for A itself. If A cannot keep the p99 bar there, no app on this transport
+    and machine can, and a FAIL of B's says nothing of B's code."""
+    rate = args.fixed_fraction * peak
+    fr = run_fixed(args, server, requests, rate)
+    fr["fraction_of_own_peak"] = args.fixed_fraction
+    log(
+        f"A at {args.fixed_fraction:.0%} of its own peak ({rate:,.0f} req/s): p99 "
+        f"{fr['latency_ms'].get('p99', math.nan):.2f} ms, server CPU {fr['server_cpu_cores']:.2f} cores, "
+        f"{fr['server_cpu_us_per_request']:.0f} µs a request"
+        + (" (generator-limited)" if fr["generator_limited"] else "")
+    )
+    return fr
+
+
 def run_sweep(
     args: argparse.Namespace, servers: dict[str, Server], requests: Path, peak: float
 ) -> dict[str, Any]:
@@ -851,6 +869,7 @@ def markdown(result: dict[str, Any]) -> str:
         "Targets (DESIGN.md §5): "
         + "; ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in t.items() if ok is not None),
         *_baseline_line(result),
+        *_own_peak_line(result),
     ]
     return "\n".join(lines)
 
@@ -1418,6 +1437,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fixed-rate run length (default: --duration)",
     )
     p.add_argument(
+        "--baseline-own-peak",
+        action="store_true",
+        help="after the fixed-rate run, one more of the do-nothing app alone at --fixed-fraction of "
+        "its own median peak: whether this machine lets even A keep the p99 bar at that load",
+    )
+    p.add_argument(
         "--sweep",
         type=parse_fractions,
         default=(),
@@ -1747,6 +1772,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                 )
                 runs.append(fr)
             result["fixed_rate"] = {"fraction": args.fixed_fraction, "rate": rate, "runs": runs}
+            if args.baseline_own_peak:
+                result["fixed_rate"]["own_peak_baseline"] = run_own_peak_baseline(
+                    args, servers["A"], inputs.requests, med["A"]["rps"]
+                )
         if args.sweep:
             result["fixed_sweep"] = run_sweep(args, servers, inputs.requests, med["B"]["rps"])
         if sink is not None:
@@ -1792,6 +1821,29 @@ def fixed_rate_baseline(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None
     return {"offered_rate": a["target_rate"], "p99_ms": p99, "meets_target": p99 <= TARGET_P99_MS}
 
 
+def _own_peak_line(result: dict[str, Any]) -> list[str]:
+    own = (result.get("fixed_rate") or {}).get("own_peak_baseline")
+    if not own:
+        return []
+    p99 = own["latency_ms"].get("p99", math.inf)
+    kept = p99 <= TARGET_P99_MS
+    return [
+        "",
+        f"A at {own['fraction_of_own_peak']:.0%} of its own peak ({own['target_rate']:,.0f} req/s offered, "
+        f"{own['achieved_rate']:,.0f} achieved{', generator-limited' if own['generator_limited'] else ''}): "
+        f"p99 {_f(p99)} ms, server CPU {own['server_cpu_cores']:.2f} cores, "
+        f"{_f(own.get('server_cpu_us_per_request'), 0)} µs a request (≤ {TARGET_P99_MS:g} ms: "
+        f"{'yes' if kept else 'no'}"
+        + (
+            ""
+            if kept
+            else f": the do-nothing app itself misses the bar at {own['fraction_of_own_peak']:.0%} of "
+            "its own peak on this machine"
+        )
+        + ").",
+    ]
+
+
 def _baseline_line(result: dict[str, Any]) -> list[str]:
     base = result.get("fixed_rate_baseline")
     if not base:
@@ -1816,6 +1868,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--accounts, --probes, --rounds and --workers must be at least 1")
     if args.compare_auth and not args.auth:
         parser.error("--compare-auth compares auth on with auth off: leave --auth on")
+    if args.baseline_own_peak and args.fixed_fraction <= 0:
+        parser.error("--baseline-own-peak runs at --fixed-fraction of A's peak: give a fraction above 0")
     if not Path(args.wrk).is_file():
         parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
     pinning = check_pinning(args.server_cpus, args.load_cpus)

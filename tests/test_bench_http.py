@@ -19,7 +19,10 @@ from tests.bench_run import run_bench
 
 def test_bench_http_runs_both_servers_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "http.json"
-    args = "--accounts 2000 --probes 200 --duration 1 --warmup 1 --rounds 1 --fixed-duration 1 --sweep 0.3"
+    args = (
+        "--accounts 2000 --probes 200 --duration 1 --warmup 1 --rounds 1 --fixed-duration 1 --sweep 0.3"
+        " --baseline-own-peak"
+    )
     cpus = sorted(os.sched_getaffinity(0))
     pinned = len(cpus) >= 2  # (this machine and CI: 2 CPUs)
     if pinned:
@@ -47,12 +50,20 @@ def test_bench_http_runs_both_servers_and_reports(tmp_path: Path, monkeypatch: p
     if pinned:  # every thread of both servers on the first CPU, the load generators on the second
         assert result["startup"]["A"]["cpus"] == result["startup"]["B"]["cpus"] == [cpus[0]]
         assert result["load_cpus_seen"] == [cpus[1]]
+    own = result["fixed_rate"]["own_peak_baseline"]  # A alone, at the same fraction of its own peak
+    assert own["target"] == "A"
+    assert own["fraction_of_own_peak"] == result["fixed_rate"]["fraction"]
+    assert own["target_rate"] == pytest.approx(
+        result["fixed_rate"]["fraction"] * result["median"]["A"]["rps"], abs=1
+    )
+    assert own["errors"] == 0
     base = result["fixed_rate_baseline"]
     assert base["offered_rate"] == runs["B"]["target_rate"]
     assert base["p99_ms"] == runs["A"]["latency_ms"]["p99"]
     table = markdown(result)
     assert "B/A = " in table
     assert "Baseline at the fixed rate: A's p99" in table
+    assert "of its own peak (" in table
     assert "p99 per window ms (median / worst)" in table
     assert "Offered load sweep" in table
     assert table.count("| B | 30% |") == 1
@@ -91,3 +102,9 @@ def test_the_fixed_rate_baseline_says_whether_the_do_nothing_app_kept_the_bar(
     base = fixed_rate_baseline([_fixed_run("A", a_p99), _fixed_run("B", 50.0)])
     assert base == {"offered_rate": 7000.0, "p99_ms": a_p99, "meets_target": meets}
     assert fixed_rate_baseline([_fixed_run("B", 3.0)]) is None  # no run of A: no verdict
+
+
+def test_the_own_peak_baseline_needs_a_fixed_rate() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench_http.main(["--baseline-own-peak", "--fixed-fraction", "0"])
+    assert exit_info.value.code == 2
