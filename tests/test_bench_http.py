@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 
 import bench.http as bench_http
-from bench.http import fixed_rate_baseline, markdown, write_chart
+from bench.http import _own_peak_line, fixed_rate_baseline, markdown, write_chart
 from tests.bench_run import run_bench
 
 
@@ -108,3 +108,21 @@ def test_the_own_peak_baseline_needs_a_fixed_rate() -> None:
     with pytest.raises(SystemExit) as exit_info:
         bench_http.main(["--baseline-own-peak", "--fixed-fraction", "0"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("a_p99", "verdict"), [(4.0, "≤ 5 ms: yes)"), (8.25, "≤ 5 ms: no: the do-nothing app itself")]
+)
+def test_the_own_peak_line_gives_the_verdict(a_p99: float, verdict: str) -> None:
+    own = {
+        **_fixed_run("A", a_p99),
+        "achieved_rate": 6990.0,
+        "generator_limited": False,
+        "server_cpu_cores": 0.96,
+        "server_cpu_us_per_request": 112.0,
+        "fraction_of_own_peak": 0.7,
+    }
+    table = "\n".join(_own_peak_line({"fixed_rate": {"own_peak_baseline": own}}))
+    assert "A at 70% of its own peak (7,000 req/s offered, 6,990 achieved)" in table
+    assert verdict in table
+    assert _own_peak_line({"fixed_rate": {}}) == []
